@@ -1,0 +1,114 @@
+"""The step machinery shared by the runner and by forks: checking what nodes
+return, applying updates through the reducer, and describing failures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from typedflow.checkpoint.base import NodeFailure, NodeWrite
+from typedflow.errors import NodeError, ReducerError, UpdateTypeError
+from typedflow.nodes import Goto, Interrupt
+
+if TYPE_CHECKING:
+    from typedflow._typing import S
+    from typedflow.schema import SchemaInfo
+
+__all__ = ["Outcome", "apply_update", "failure_of", "outcome_of"]
+
+
+def failure_of(node: str, exc: BaseException) -> NodeFailure:
+    """Describe an exception for a checkpoint's ``failures``."""
+    cls = type(exc)
+    return NodeFailure(node=node, error_type=f"{cls.__module__}.{cls.__qualname__}", message=str(exc))
+
+
+@attrs.define(slots=True)
+class Outcome:
+    """What one node activation came to in a step."""
+
+    node: str
+    write: NodeWrite[object] | None = None
+    interrupt: Interrupt | None = None
+    error: BaseException | None = None
+    """The typedflow error to raise (its ``__cause__`` is the node's own exception)."""
+    failure: NodeFailure | None = None
+
+
+def node_failed(node: str, exc: Exception, *, thread_id: str, step: int) -> Outcome:
+    """The outcome of a node that raised."""
+    err = NodeError(
+        f"node {node!r} raised {type(exc).__name__}: {exc} (thread {thread_id!r}, step {step}); "
+        f"the checkpoint of step {step - 1} is intact and the updates of the other nodes of "
+        "the step are kept: fix the cause and resume the thread",
+        thread_id=thread_id,
+        step=step,
+        node=node,
+    )
+    err.__cause__ = exc
+    return Outcome(node, error=err, failure=failure_of(node, exc))
+
+
+def outcome_of(
+    node: str, value: object, duration: float, info: SchemaInfo, *, thread_id: str, step: int
+) -> Outcome:
+    """Check and normalise what a node returned."""
+    goto: tuple[str, ...] | None = None
+    if value is None:
+        return Outcome(node, write=NodeWrite(node=node, duration=duration))
+    if isinstance(value, Interrupt):
+        return Outcome(node, interrupt=value)
+    raw: object = value
+    if isinstance(value, Goto):
+        goto = value.to
+        raw = value.update
+        if raw is None:
+            return Outcome(node, write=NodeWrite(node=node, goto=goto, duration=duration))
+    items: Sequence[object] = raw if isinstance(raw, list | tuple) else (raw,)
+    for item in items:
+        if not info.check_update(item):
+            where = " inside Goto" if goto is not None else ""
+            exc = UpdateTypeError(
+                f"node {node!r} returned {item!r}{where} (type {type(item).__qualname__}) at "
+                f"step {step} of thread {thread_id!r}; a node of {info.schema.__qualname__} "
+                f"must return {_type_name(info.update_type)}, a list of them, Goto, Interrupt "
+                "or None",
+                thread_id=thread_id,
+                step=step,
+                node=node,
+            )
+            return Outcome(node, error=exc, failure=failure_of(node, exc))
+    return Outcome(
+        node, write=NodeWrite(node=node, updates=tuple(items), goto=goto, duration=duration)
+    )
+
+
+def apply_update(state: S, update: object, *, thread_id: str, step: int, node: str) -> S:
+    """``state.apply(update)``, with a failure or a wrong return type raised as ReducerError."""
+    try:
+        new = state.apply(update)
+    except Exception as exc:
+        raise ReducerError(
+            f"{type(state).__qualname__}.apply raised {type(exc).__name__}: {exc} on the update "
+            f"{update!r} of node {node!r} (thread {thread_id!r}, step {step}); nothing of the "
+            "step was applied",
+            thread_id=thread_id,
+            step=step,
+            node=node,
+        ) from exc
+    if type(new) is not type(state):
+        raise ReducerError(
+            f"{type(state).__qualname__}.apply returned {new!r} (type {type(new).__qualname__}) "
+            f"for the update of node {node!r} (thread {thread_id!r}, step {step}); it must "
+            f"return a new {type(state).__qualname__}",
+            thread_id=thread_id,
+            step=step,
+            node=node,
+        )
+    return new
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__qualname__ if isinstance(tp, type) else repr(tp)

@@ -1,0 +1,383 @@
+"""Serialization, in one place: the cattrs converter and the checks around it.
+
+``Serde(schema)`` turns states, updates and checkpoints into *plain data*
+(dicts, lists, str, int, float, bool, None, plus ``bytes``, ``datetime`` and
+``date`` kept as Python objects, which every backend stores natively) and back.
+The round trip is exact. The types a schema uses are checked when the
+``Serde`` is made, so an unsupported field fails at once with its path
+(``Chat.messages[].meta``); a value that cannot be loaded fails with the path
+of the value (``state.messages[3].role``), never as a silent dict.
+
+Users may pass their own ``cattrs.Converter`` (with their own hooks);
+typedflow adds its hooks (for :data:`~typedflow.UNSET` and for unions of attrs
+classes, which are tagged with ``_type``) to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import functools
+import threading
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Final, Generic, Literal, cast
+
+import attrs
+import cattrs
+from cattrs.strategies import configure_tagged_union
+
+from typedflow._typing import S
+from typedflow.checkpoint.base import Checkpoint, NodeFailure, NodeWrite, ParentRef
+from typedflow.errors import SchemaError, SerializationError
+from typedflow.schema import UNSET, _UnsetType, schema_info
+
+__all__ = ["Serde", "is_immutable_type", "make_converter"]
+
+TAG: Final = "_type"
+"""The key that names the class of a value whose declared type is a union of attrs classes."""
+
+_SCALARS: Final = (str, int, float, bool, bytes, type(None), dt.datetime, dt.date, dt.time, dt.timedelta, Decimal)
+
+
+def make_converter() -> cattrs.Converter:
+    """A new converter configured the way typedflow stores values (see the module doc)."""
+    conv = cattrs.Converter(detailed_validation=True)
+    _install(conv)
+    return conv
+
+
+def _install(conv: cattrs.Converter) -> None:
+    for scalar in (dt.datetime, dt.date, dt.time, dt.timedelta, bytes):
+        conv.register_unstructure_hook(scalar, _identity)
+    conv.register_structure_hook(dt.datetime, _structure_datetime)
+    conv.register_structure_hook(dt.date, _structure_date)
+    conv.register_structure_hook(dt.time, _expect(dt.time))
+    conv.register_structure_hook(dt.timedelta, _expect(dt.timedelta))
+    conv.register_structure_hook(bytes, _structure_bytes)
+    conv.register_unstructure_hook_factory(_has_unset, _unset_unstructure_factory(conv))
+    conv.register_structure_hook_factory(_has_unset, _unset_structure_factory(conv))
+
+
+def _identity(value: object) -> object:
+    return value
+
+
+def _expect(cls: type) -> Any:
+    def structure(value: object, _: object) -> object:
+        if isinstance(value, cls):
+            return value
+        raise TypeError(f"expected {cls.__qualname__}, got {type(value).__qualname__}")
+
+    return structure
+
+
+def _structure_datetime(value: object, _: object) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    raise TypeError(f"expected a datetime, got {type(value).__qualname__}")
+
+
+def _structure_date(value: object, _: object) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    raise TypeError(f"expected a date, got {type(value).__qualname__}")
+
+
+def _structure_bytes(value: object, _: object) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise TypeError(f"expected bytes, got {type(value).__qualname__}")
+
+
+def _union_args(tp: object) -> tuple[object, ...] | None:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        return typing.get_args(tp)
+    return None
+
+
+def _is_unset(tp: object) -> bool:
+    return tp is _UnsetType or (
+        typing.get_origin(tp) is Literal and typing.get_args(tp) == (UNSET,)
+    )
+
+
+def _has_unset(tp: object) -> bool:
+    args = _union_args(tp)
+    return args is not None and any(_is_unset(a) for a in args)
+
+
+def _without_unset(tp: object) -> object:
+    rest = tuple(a for a in _union_args(tp) or () if not _is_unset(a))
+    return functools.reduce(lambda a, b: a | b, rest) if len(rest) > 1 else rest[0]  # type: ignore[operator]  # members of a typing union support |
+
+
+def _unset_unstructure_factory(conv: cattrs.Converter) -> Any:
+    def factory(tp: object) -> Any:
+        inner = conv.get_unstructure_hook(_without_unset(tp))
+
+        def unstructure(value: object) -> object:
+            # An UNSET update field is stored as a missing key (see Serde.dump_update).
+            return UNSET if value is UNSET else inner(value)
+
+        return unstructure
+
+    return factory
+
+
+def _unset_structure_factory(conv: cattrs.Converter) -> Any:
+    def factory(tp: object) -> Any:
+        rest = _without_unset(tp)
+        inner = conv.get_structure_hook(rest)
+
+        def structure(value: object, _: object) -> object:
+            return UNSET if value is UNSET else inner(value, rest)
+
+        return structure
+
+    return factory
+
+
+def _attrs_union(tp: object) -> bool:
+    args = _union_args(tp)
+    if args is None:
+        return False
+    classes = [a for a in args if a is not type(None)]
+    return len(classes) > 1 and all(isinstance(a, type) and attrs.has(a) for a in classes)
+
+
+class Serde(Generic[S]):
+    """Serializes one schema's states, updates and checkpoints to plain data and back.
+
+    Raises:
+        SchemaError: a field of the state or update type has a type typedflow
+            cannot store; the message names the field path.
+    """
+
+    def __init__(self, schema: type[S], converter: cattrs.Converter | None = None) -> None:
+        self.schema = schema
+        self.info = schema_info(schema)
+        self.converter = converter if converter is not None else make_converter()
+        if converter is not None:
+            _install(self.converter)
+        with _prepare_lock:
+            _prepare(self.converter, schema, schema.__qualname__, set())
+            _prepare(self.converter, self.info.update_type, "update", set())
+        self.update_type: Any = self.info.update_type
+
+    # -- states and updates ------------------------------------------------------------------
+
+    def dump_state(self, state: S) -> dict[str, Any]:
+        """A state as plain data (a dict of its fields)."""
+        return cast("dict[str, Any]", self._dump(state, self.schema, "state"))
+
+    def load_state(self, data: Mapping[str, Any], *, path: str = "state") -> S:
+        """The state for plain data made by :meth:`dump_state`."""
+        return cast("S", self._load(data, self.schema, path))
+
+    def dump_update(self, update: object) -> dict[str, Any]:
+        """An update as plain data; UNSET fields are left out; a union member is tagged."""
+        data = self._dump(update, self.update_type, "update")
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not UNSET}
+        raise SerializationError(
+            f"the update {update!r} did not serialize to a mapping", path="update"
+        )
+
+    def load_update(self, data: Mapping[str, Any], *, path: str = "update") -> object:
+        """The update for plain data made by :meth:`dump_update`."""
+        return self._load(data, self.update_type, path)
+
+    # -- whole checkpoints ----------------------------------------------------------------
+
+    def dump_checkpoint(self, cp: Checkpoint[S]) -> dict[str, Any]:
+        """A whole checkpoint as plain data."""
+        return {
+            "thread_id": cp.thread_id,
+            "step": cp.step,
+            "state": self.dump_state(cp.state),
+            "next": list(cp.next),
+            "status": cp.status,
+            "writes": [self._dump_write(w) for w in cp.writes],
+            "pending": [self._dump_write(w) for w in cp.pending],
+            "failures": [attrs.asdict(f) for f in cp.failures],
+            "reason": cp.reason,
+            "duration": cp.duration,
+            "created_at": cp.created_at,
+            "parent": None if cp.parent is None else attrs.asdict(cp.parent),
+            "metadata": dict(cp.metadata),
+        }
+
+    def load_checkpoint(self, data: Mapping[str, Any]) -> Checkpoint[S]:
+        """The checkpoint for plain data made by :meth:`dump_checkpoint`."""
+        where = f"checkpoint[{data.get('thread_id')!r}, step {data.get('step')!r}]"
+        parent = data.get("parent")
+        return Checkpoint(
+            thread_id=data["thread_id"],
+            step=data["step"],
+            state=self.load_state(data["state"], path=f"{where}.state"),
+            next=tuple(data["next"]),
+            status=data["status"],
+            writes=tuple(self._load_write(w, f"{where}.writes[{i}]") for i, w in enumerate(data["writes"])),
+            pending=tuple(self._load_write(w, f"{where}.pending[{i}]") for i, w in enumerate(data["pending"])),
+            failures=tuple(NodeFailure(**f) for f in data["failures"]),
+            reason=data["reason"],
+            duration=data["duration"],
+            created_at=_structure_datetime(data["created_at"], None),
+            parent=None if parent is None else ParentRef(**parent),
+            metadata=data["metadata"],
+        )
+
+    def _dump_write(self, w: NodeWrite[object]) -> dict[str, Any]:
+        return {
+            "node": w.node,
+            "updates": [self.dump_update(u) for u in w.updates],
+            "goto": None if w.goto is None else list(w.goto),
+            "duration": w.duration,
+        }
+
+    def _load_write(self, data: Mapping[str, Any], path: str) -> NodeWrite[object]:
+        goto = data.get("goto")
+        return NodeWrite(
+            node=data["node"],
+            updates=tuple(
+                self.load_update(u, path=f"{path}.updates[{i}]") for i, u in enumerate(data["updates"])
+            ),
+            goto=None if goto is None else tuple(goto),
+            duration=data.get("duration", 0.0),
+        )
+
+    # -- the converter with path errors -----------------------------------------------------
+
+    def _dump(self, value: object, tp: object, path: str) -> object:
+        try:
+            return self.converter.unstructure(value, unstructure_as=tp)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot serialize {path} ({type(value).__qualname__}): {exc}", path=path
+            ) from exc
+
+    def _load(self, data: object, tp: object, path: str) -> object:
+        try:
+            return self.converter.structure(data, tp)  # type: ignore[arg-type]  # tp is a runtime type expression
+        except Exception as exc:
+            messages = cattrs.transform_error(exc, path=path)
+            first = messages[0] if messages else str(exc)
+            where = first.rsplit(" @ ", 1)[-1] if " @ " in first else path
+            raise SerializationError(
+                f"cannot load {where}: {'; '.join(messages) or exc}", path=where
+            ) from exc
+
+
+_prepare_lock = threading.Lock()
+
+
+def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: set[int]) -> None:
+    """Check that typedflow can store ``tp`` and register hooks it needs (tagged unions)."""
+    if id(tp) in seen:
+        return
+    seen.add(id(tp))
+    if tp is Any or tp is object:
+        raise SchemaError(
+            f"{path} is typed {tp!r}: typedflow stores only typed values; "
+            "give it a concrete type (an attrs class, a scalar, a tuple, ...)"
+        )
+    if isinstance(tp, type) and (issubclass(tp, _SCALARS) or issubclass(tp, enum.Enum)):
+        return
+    if _is_unset(tp):
+        return
+    args = _union_args(tp)
+    if args is not None:
+        if _attrs_union(tp):
+            members = tuple(a for a in args if a is not type(None))
+            union = functools.reduce(lambda a, b: a | b, members)  # type: ignore[operator]  # attrs classes support |
+            if not _is_configured(conv, union):
+                configure_tagged_union(union, conv, tag_name=TAG)
+        for a in args:
+            _prepare(conv, a, path, seen)
+        return
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return
+    if origin is typing.Annotated:
+        _prepare(conv, typing.get_args(tp)[0], path, seen)
+        return
+    if origin in (tuple, list, frozenset, set, Sequence, typing.Sequence):
+        targs = typing.get_args(tp)
+        if origin is tuple and len(targs) == 2 and targs[1] is Ellipsis:
+            targs = targs[:1]
+        for a in targs:
+            _prepare(conv, a, f"{path}[]", seen)
+        return
+    if origin in (dict, Mapping, typing.Mapping):
+        key, val = typing.get_args(tp)
+        _prepare(conv, key, f"{path}{{key}}", seen)
+        _prepare(conv, val, f"{path}{{}}", seen)
+        return
+    if isinstance(tp, type) and attrs.has(tp):
+        hints = typing.get_type_hints(tp)
+        for a in attrs.fields(tp):
+            _prepare(conv, hints.get(a.name, a.type), f"{path}.{a.name}", seen)
+        return
+    raise SchemaError(
+        f"{path} has type {tp!r}, which typedflow cannot store; use scalars, enums, "
+        "Literal, attrs classes, tuple/list/frozenset, dict, or a union of these"
+    )
+
+
+_configured: dict[int, set[object]] = {}
+
+
+def _is_configured(conv: cattrs.Converter, union: object) -> bool:
+    done = _configured.setdefault(id(conv), set())
+    if union in done:
+        return True
+    done.add(union)
+    return False
+
+
+def is_immutable_type(tp: object) -> bool:
+    """True when every value of ``tp`` is deeply immutable, so it may be shared, not copied."""
+    key = id(tp)
+    known = _immutable_cache.get(key)
+    if known is None:
+        known = _immutable(tp, set())
+        _immutable_cache[key] = known
+    return known
+
+
+_immutable_cache: dict[int, bool] = {}
+
+
+def _immutable(tp: object, seen: set[int]) -> bool:
+    if id(tp) in seen:
+        return True  # a recursive reference: decided by the rest of the type
+    seen.add(id(tp))
+    if isinstance(tp, type) and (issubclass(tp, _SCALARS) or issubclass(tp, enum.Enum)):
+        return True
+    if _is_unset(tp):
+        return True
+    args = _union_args(tp)
+    if args is not None:
+        return all(_immutable(a, seen) for a in args)
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return True
+    if origin in (tuple, frozenset):
+        return all(_immutable(a, seen) for a in typing.get_args(tp) if a is not Ellipsis)
+    if isinstance(tp, type) and attrs.has(tp):
+        # attrs marks frozen classes only by installing its own __setattr__.
+        if getattr(tp.__setattr__, "__name__", "") != "_frozen_setattrs":
+            return False
+        hints = typing.get_type_hints(tp)
+        return all(_immutable(hints.get(a.name, a.type), seen) for a in attrs.fields(tp))
+    return False

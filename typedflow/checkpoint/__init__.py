@@ -1,0 +1,1 @@
+"""Checkpoint backends behind one contract (see ``typedflow.checkpoint.base``)."""

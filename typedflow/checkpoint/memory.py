@@ -1,0 +1,138 @@
+"""The in-memory backend: the reference implementation of the checkpoint contract."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+import attrs
+
+from typedflow._serde import is_immutable_type
+from typedflow._typing import S
+from typedflow.checkpoint.base import Checkpoint, HistoryCheckpointer, ThreadInfo
+from typedflow.errors import CheckpointError, ConflictError, StepNotFoundError, ThreadNotFoundError
+from typedflow.schema import schema_info
+
+__all__ = ["InMemoryCheckpointer"]
+
+
+@attrs.define
+class _Thread:
+    first: int
+    """The step of ``items[0]`` (moves up when old steps are pruned)."""
+    items: list[Checkpoint[Any]]
+    info: ThreadInfo
+
+
+class InMemoryCheckpointer(HistoryCheckpointer[S]):
+    """Keeps every checkpoint of every thread in memory, for tests and short-lived runs.
+
+    States and updates made only of immutable values (frozen attrs classes,
+    tuples, frozensets, scalars) are shared, not copied, so saving costs the
+    same however large the state grows. Other values (lists, dicts) are deep
+    copied on save and on load, so a saved checkpoint never changes.
+    """
+
+    def __init__(self, schema: type[S]) -> None:
+        info = schema_info(schema)
+        self._schema = schema
+        self._copy = not (is_immutable_type(schema) and is_immutable_type(info.update_type))
+        self._threads: dict[str, _Thread] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def schema(self) -> type[S]:
+        return self._schema
+
+    def _out(self, cp: Checkpoint[S]) -> Checkpoint[S]:
+        return copy.deepcopy(cp) if self._copy else cp
+
+    def _get(self, thread_id: str) -> _Thread:
+        thread = self._threads.get(thread_id)
+        if thread is None:
+            raise ThreadNotFoundError(thread_id)
+        return thread
+
+    def save(self, checkpoint: Checkpoint[S]) -> None:
+        if not isinstance(checkpoint.state, self._schema):
+            raise CheckpointError(
+                f"this checkpointer stores {self._schema.__qualname__}, "
+                f"got a state of type {type(checkpoint.state).__qualname__}"
+            )
+        stored = copy.deepcopy(checkpoint) if self._copy else checkpoint
+        with self._lock:
+            thread = self._threads.get(checkpoint.thread_id)
+            if thread is None:
+                self._threads[checkpoint.thread_id] = _Thread(
+                    first=checkpoint.step,
+                    items=[stored],
+                    info=ThreadInfo(
+                        thread_id=checkpoint.thread_id,
+                        schema_name=self._schema.__qualname__,
+                        schema_version=self._schema.schema_version,
+                        created_at=checkpoint.created_at,
+                        latest_step=checkpoint.step,
+                        status=checkpoint.status,
+                        done=checkpoint.done,
+                        parent=checkpoint.parent,
+                    ),
+                )
+                return
+            latest = thread.info.latest_step
+            if checkpoint.step <= latest or checkpoint.parent is not None:
+                raise ConflictError(checkpoint.thread_id, checkpoint.step, latest)
+            if checkpoint.step != latest + 1:
+                raise CheckpointError(
+                    f"thread {checkpoint.thread_id!r} is at step {latest}; the next checkpoint "
+                    f"must be step {latest + 1}, got step {checkpoint.step}"
+                )
+            thread.items.append(stored)
+            thread.info = attrs.evolve(
+                thread.info, latest_step=checkpoint.step, status=checkpoint.status, done=checkpoint.done
+            )
+
+    def load(self, thread_id: str) -> Checkpoint[S]:
+        with self._lock:
+            return self._out(self._get(thread_id).items[-1])
+
+    def threads(self) -> list[ThreadInfo]:
+        with self._lock:
+            return sorted((t.info for t in self._threads.values()), key=lambda i: i.created_at)
+
+    def history(
+        self, thread_id: str, *, limit: int | None = None, before: int | None = None
+    ) -> list[Checkpoint[S]]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be at least 0, got {limit!r}")
+        with self._lock:
+            thread = self._get(thread_id)
+            end = len(thread.items) if before is None else max(0, min(len(thread.items), before - thread.first))
+            start = 0 if limit is None else max(0, end - limit)
+            items = thread.items[start:end]
+        return [self._out(cp) for cp in reversed(items)]
+
+    def load_at(self, thread_id: str, step: int) -> Checkpoint[S]:
+        with self._lock:
+            thread = self._get(thread_id)
+            index = step - thread.first
+            if not 0 <= index < len(thread.items):
+                detail = "pruned" if 0 <= step < thread.first else f"its steps are {thread.first}..{thread.first + len(thread.items) - 1}"
+                raise StepNotFoundError(thread_id, step, detail)
+            return self._out(thread.items[index])
+
+    def delete(self, thread_id: str) -> None:
+        with self._lock:
+            self._get(thread_id)
+            del self._threads[thread_id]
+
+    def prune(self, thread_id: str, *, keep: int) -> int:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1 (the latest checkpoint is always kept), got {keep!r}")
+        with self._lock:
+            thread = self._get(thread_id)
+            gone = max(0, len(thread.items) - keep)
+            if gone:
+                del thread.items[:gone]
+                thread.first += gone
+            return gone

@@ -1,0 +1,287 @@
+"""State schemas: the attrs class that holds a workflow's state and names its update type.
+
+A schema is an attrs class deriving from ``StateSchema[U]``; ``U`` is the type
+of the updates its nodes return. The reducer ``apply(update) -> Self`` is either
+written by hand or derived from per-field reducers (see :func:`field`): the
+update is then an attrs class whose fields mirror some of the state's fields,
+each defaulting to :data:`UNSET` ("no change")::
+
+    @attrs.frozen
+    class ChatUpdate:
+        messages: tuple[Message, ...] | Unset = UNSET
+        turns: int | Unset = UNSET
+
+    @attrs.frozen
+    class Chat(StateSchema[ChatUpdate]):
+        messages: tuple[Message, ...] = typedflow.field(default=(), reducer=extend)
+        turns: int = typedflow.field(default=0, reducer=add)
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import threading
+import types
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeAlias, cast, overload
+
+import attrs
+from typing_extensions import Self, TypeIs
+
+from typedflow._typing import F, U, V
+from typedflow.errors import SchemaError
+from typedflow.reducers import replace
+
+if TYPE_CHECKING:
+    from typedflow.nodes import Node, NodeOutput
+
+__all__ = ["UNSET", "StateSchema", "Unset", "field", "is_set", "schema_info"]
+
+REDUCER_KEY: Final = "typedflow.reducer"
+"""The attrs metadata key under which :func:`field` records a field's reducer."""
+
+
+class _UnsetType(enum.Enum):
+    """The type of :data:`UNSET`; its only value is ``UNSET``."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _UnsetType.UNSET
+"""An update field left at UNSET means "leave this state field as it is"."""
+
+Unset: TypeAlias = Literal[_UnsetType.UNSET]
+"""The type of :data:`UNSET`, for update fields: ``n: int | Unset = UNSET``."""
+
+
+def is_set(value: V | Unset) -> TypeIs[V]:
+    """True when an update field carries a value (is not :data:`UNSET`)."""
+    return value is not UNSET
+
+
+@overload
+def field(*, default: F, reducer: Callable[[F, Any], F] = ..., doc: str = "") -> F: ...
+@overload
+def field(*, factory: Callable[[], F], reducer: Callable[[F, Any], F] = ..., doc: str = "") -> F: ...
+def field(
+    *,
+    default: Any = attrs.NOTHING,
+    factory: Callable[[], Any] | None = None,
+    reducer: Callable[[Any, Any], Any] = replace,
+    doc: str = "",
+) -> Any:
+    """Declare a state field with the reducer that folds updates into it.
+
+    Args:
+        default: The field's initial value.
+        factory: Makes the initial value, instead of ``default``.
+        reducer: ``(current, value) -> new``; :func:`typedflow.reducers.replace` if omitted.
+        doc: Documentation kept in the field's metadata.
+
+    mypy checks that ``reducer`` fits the annotated type of the field.
+    """
+    if (default is attrs.NOTHING) == (factory is None):
+        raise TypeError("typedflow.field() needs exactly one of default= or factory=")
+    if not callable(reducer):
+        raise TypeError(f"typedflow.field(reducer=...) must be callable, got {reducer!r}")
+    metadata = {REDUCER_KEY: reducer, "doc": doc}
+    if factory is not None:
+        return attrs.field(factory=factory, metadata=metadata)
+    return attrs.field(default=default, metadata=metadata)
+
+
+class StateSchema(Generic[U]):
+    """Base class of state schemas; the type argument is the schema's update type.
+
+    Subclasses are frozen attrs classes (``@attrs.frozen``). Override
+    :meth:`apply` to write the reducer by hand, or declare per-field reducers
+    with :func:`field` and let the default ``apply`` fold updates field by field.
+    """
+
+    __slots__ = ()
+
+    schema_version: ClassVar[int] = 1
+    """The version recorded with every stored checkpoint; raise it when the schema changes."""
+
+    def apply(self, update: U) -> Self:
+        """Return the state after ``update``; pure, never mutates ``self``.
+
+        The default folds each set field of ``update`` into the state field of
+        the same name with that field's reducer.
+        """
+        info = schema_info(type(self))
+        changes: dict[str, object] = {}
+        for name in info.update_fields_of(type(update)):
+            value = getattr(update, name)
+            if value is UNSET:
+                continue
+            changes[name] = info.reducers[name](getattr(self, name), value)
+        if not changes:
+            return self
+        return attrs.evolve(self, **changes)  # type: ignore[misc]  # attrs.evolve is typed for attrs instances; schema_info() checked this class is one
+
+    @overload
+    @classmethod
+    def node(
+        cls, fn: Callable[[Self], NodeOutput[U] | Awaitable[NodeOutput[U]]], /
+    ) -> Node[Self]: ...
+    @overload
+    @classmethod
+    def node(
+        cls, /, *, name: str | None = None
+    ) -> Callable[[Callable[[Self], NodeOutput[U] | Awaitable[NodeOutput[U]]]], Node[Self]]: ...
+    @classmethod
+    def node(
+        cls,
+        fn: Callable[[Self], Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+    ) -> Node[Self] | Callable[[Callable[[Self], Any]], Node[Self]]:
+        """Turn ``fn(state) -> update | [updates] | Goto | Interrupt | None`` (sync or async)
+        into a node of this schema. Use as ``@Schema.node`` or ``@Schema.node(name="...")``.
+        """
+        from typedflow.nodes import Node
+
+        def wrap(f: Callable[[Self], Any]) -> Node[Self]:
+            return Node.of(cls, f, name=name)
+
+        if fn is None:
+            return wrap
+        return wrap(fn)
+
+
+@attrs.frozen
+class SchemaInfo:
+    """What typedflow learnt about a schema class when it was first used."""
+
+    schema: type[StateSchema[Any]]
+    """The state class."""
+    update_type: object
+    """The update type, as written in ``StateSchema[...]``."""
+    update_classes: tuple[type, ...]
+    """The runtime classes an update may be an instance of."""
+    reducers: Mapping[str, Callable[[Any, Any], Any]]
+    """Each state field's reducer (``replace`` where none was declared)."""
+    derived_apply: bool
+    """True when ``apply`` is the default, field-by-field fold."""
+    field_names: frozenset[str]
+    """The state's field names."""
+
+    def update_fields_of(self, update_class: type) -> tuple[str, ...]:
+        """The field names of an update class (all checked to exist on the state)."""
+        return _update_field_names(update_class)
+
+    def check_update(self, value: object) -> bool:
+        """True when ``value`` is an instance of the schema's update type."""
+        return isinstance(value, self.update_classes)
+
+
+_infos: dict[type, SchemaInfo] = {}
+_infos_lock = threading.Lock()
+
+
+def schema_info(schema: type[StateSchema[Any]]) -> SchemaInfo:
+    """Check a schema class once and return what typedflow needs to know about it.
+
+    Raises:
+        SchemaError: the class is not a frozen attrs class, names no update
+            type, or derives ``apply`` from fields its update type does not mirror.
+    """
+    info = _infos.get(schema)
+    if info is not None:
+        return info
+    with _infos_lock:
+        info = _infos.get(schema)
+        if info is None:
+            info = _inspect(schema)
+            _infos[schema] = info
+    return info
+
+
+def _inspect(schema: type[StateSchema[Any]]) -> SchemaInfo:
+    name = schema.__qualname__
+    if not isinstance(schema, type) or not issubclass(schema, StateSchema):  # type: ignore[redundant-expr]  # untyped callers may pass anything
+        raise SchemaError(f"{schema!r} is not a StateSchema subclass")
+    if not attrs.has(cast(type, schema)):  # cast: keep the StateSchema type; attrs.has would narrow it
+        raise SchemaError(
+            f"state schema {name} is not an attrs class: decorate it with @attrs.frozen"
+        )
+    # attrs marks frozen classes only by installing its own __setattr__.
+    if getattr(schema.__setattr__, "__name__", "") != "_frozen_setattrs":
+        raise SchemaError(
+            f"state schema {name} is not frozen: decorate it with @attrs.frozen, "
+            "because saved checkpoints must never change"
+        )
+    update_type = _update_type_of(schema)
+    update_classes = _runtime_classes(update_type, name)
+    reducers: dict[str, Callable[[Any, Any], Any]] = {}
+    for a in attrs.fields(cast(type, schema)):
+        reducer = a.metadata.get(REDUCER_KEY, replace)
+        reducers[a.name] = reducer
+    field_names = frozenset(reducers)
+    derived = schema.apply is StateSchema.apply
+    if derived:
+        for cls in update_classes:
+            if not attrs.has(cls):
+                raise SchemaError(
+                    f"state schema {name} derives apply() from its fields, so its update "
+                    f"type {cls.__qualname__} must be an attrs class whose fields mirror "
+                    f"{name}'s fields; make it one, or define {name}.apply()"
+                )
+            for fname in _update_field_names(cls):
+                if fname not in field_names:
+                    raise SchemaError(
+                        f"update field {cls.__qualname__}.{fname} has no field of the same name "
+                        f"in state schema {name} (its fields: {sorted(field_names)}); rename it, "
+                        f"or define {name}.apply()"
+                    )
+    return SchemaInfo(
+        schema=schema,
+        update_type=update_type,
+        update_classes=update_classes,
+        reducers=types.MappingProxyType(reducers),
+        derived_apply=derived,
+        field_names=field_names,
+    )
+
+
+@functools.cache
+def _update_field_names(update_class: type) -> tuple[str, ...]:
+    return tuple(a.name for a in attrs.fields(update_class))
+
+
+def _update_type_of(schema: type) -> object:
+    for klass in schema.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) is StateSchema:
+                (arg,) = typing.get_args(base)
+                if isinstance(arg, typing.TypeVar):
+                    break
+                return arg
+    raise SchemaError(
+        f"state schema {schema.__qualname__} does not name its update type: "
+        f"derive it from StateSchema[YourUpdate]"
+    )
+
+
+def _runtime_classes(tp: object, schema_name: str) -> tuple[type, ...]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        out: list[type] = []
+        for arg in typing.get_args(tp):
+            out.extend(_runtime_classes(arg, schema_name))
+        return tuple(out)
+    if isinstance(tp, type):
+        return (tp,)
+    if isinstance(origin, type):
+        return (origin,)
+    raise SchemaError(
+        f"the update type {tp!r} of state schema {schema_name} is not a class or a union "
+        "of classes; use an attrs class"
+    )
