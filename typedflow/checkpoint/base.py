@@ -33,11 +33,10 @@ delete, prune). The rules every backend keeps, and that the contract suite in
 
 from __future__ import annotations
 
-import types
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, cast, final
 
 import attrs
 
@@ -55,6 +54,7 @@ __all__ = [
     "RESUME_WRITER",
     "Checkpoint",
     "Checkpointer",
+    "FrozenMetadata",
     "HistoryCheckpointer",
     "Metadata",
     "NodeFailure",
@@ -86,8 +86,45 @@ FORK_WRITER = "__fork__"
 """The ``node`` of the write that a fork update is recorded under."""
 
 
+@final
+class FrozenMetadata(Mapping[str, MetadataValue]):
+    """A read-only copy of the metadata given to a run; hashable, picklable and copyable
+    (``types.MappingProxyType`` is neither picklable nor deep-copyable)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, MetadataValue] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> MetadataValue:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMetadata({self._data!r})"
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __reduce__(self) -> tuple[type[FrozenMetadata], tuple[dict[str, MetadataValue]]]:
+        return (FrozenMetadata, (self._data,))
+
+
 def _freeze_metadata(value: Metadata) -> Metadata:
-    return types.MappingProxyType(dict(value))
+    if isinstance(value, FrozenMetadata):
+        return value
+    for key, item in value.items():
+        # Untyped callers may pass anything; the store only takes JSON scalars.
+        if not isinstance(key, str) or not isinstance(item, str | int | float | bool | None):  # type: ignore[redundant-expr]  # see above
+            raise TypeError(
+                f"metadata must map str to str, int, float, bool or None; got {key!r}: {item!r}"
+            )
+    return FrozenMetadata(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -152,7 +189,7 @@ class Checkpoint(Generic[S_co]):
     """When the checkpoint was made (UTC)."""
     parent: ParentRef | None = None
     """For the first checkpoint of a fork: the thread and step it was forked from."""
-    metadata: Metadata = attrs.field(factory=dict, converter=_freeze_metadata)
+    metadata: Metadata = attrs.field(factory=FrozenMetadata, converter=_freeze_metadata)
     """Free-form metadata given to the run (read-only)."""
 
     @property
