@@ -15,13 +15,14 @@ classes, which are tagged with ``_type``) to it.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import enum
 import functools
 import threading
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set as AbstractSet
 from decimal import Decimal
 from typing import Any, Final, Generic, Literal, cast
 
@@ -34,7 +35,7 @@ from typedflow.checkpoint.base import Checkpoint, NodeFailure, NodeWrite, Parent
 from typedflow.errors import SchemaError, SerializationError
 from typedflow.schema import UNSET, _UnsetType, schema_info
 
-__all__ = ["Serde", "is_immutable_type", "make_converter"]
+__all__ = ["Serde", "is_immutable_type", "is_unset_type", "make_converter"]
 
 TAG: Final = "_type"
 """The key that names the class of a value whose declared type is a union of attrs classes."""
@@ -44,7 +45,8 @@ _SCALARS: Final = (str, int, float, bool, bytes, type(None), dt.datetime, dt.dat
 
 def make_converter() -> cattrs.Converter:
     """A new converter configured the way typedflow stores values (see the module doc)."""
-    conv = cattrs.Converter(detailed_validation=True)
+    # Sets become lists so that plain data is JSON-shaped (and DuckDB reads it as a LIST).
+    conv = cattrs.Converter(detailed_validation=True, unstruct_collection_overrides={AbstractSet: list})
     _install(conv)
     return conv
 
@@ -54,8 +56,8 @@ def _install(conv: cattrs.Converter) -> None:
         conv.register_unstructure_hook(scalar, _identity)
     conv.register_structure_hook(dt.datetime, _structure_datetime)
     conv.register_structure_hook(dt.date, _structure_date)
-    conv.register_structure_hook(dt.time, _expect(dt.time))
-    conv.register_structure_hook(dt.timedelta, _expect(dt.timedelta))
+    conv.register_structure_hook(dt.time, _structure_time)
+    conv.register_structure_hook(dt.timedelta, _structure_timedelta)
     conv.register_structure_hook(bytes, _structure_bytes)
     conv.register_unstructure_hook_factory(_has_unset, _unset_unstructure_factory(conv))
     conv.register_structure_hook_factory(_has_unset, _unset_structure_factory(conv))
@@ -63,15 +65,6 @@ def _install(conv: cattrs.Converter) -> None:
 
 def _identity(value: object) -> object:
     return value
-
-
-def _expect(cls: type) -> Any:
-    def structure(value: object, _: object) -> object:
-        if isinstance(value, cls):
-            return value
-        raise TypeError(f"expected {cls.__qualname__}, got {type(value).__qualname__}")
-
-    return structure
 
 
 def _structure_datetime(value: object, _: object) -> dt.datetime:
@@ -92,9 +85,27 @@ def _structure_date(value: object, _: object) -> dt.date:
     raise TypeError(f"expected a date, got {type(value).__qualname__}")
 
 
+def _structure_time(value: object, _: object) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    if isinstance(value, str):
+        return dt.time.fromisoformat(value)
+    raise TypeError(f"expected a time, got {type(value).__qualname__}")
+
+
+def _structure_timedelta(value: object, _: object) -> dt.timedelta:
+    if isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):  # seconds, inside JSON text
+        return dt.timedelta(seconds=value)
+    raise TypeError(f"expected a timedelta, got {type(value).__qualname__}")
+
+
 def _structure_bytes(value: object, _: object) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
+    if isinstance(value, str):  # bytes inside JSON text are base64
+        return base64.b64decode(value, validate=True)
     raise TypeError(f"expected bytes, got {type(value).__qualname__}")
 
 
@@ -103,6 +114,11 @@ def _union_args(tp: object) -> tuple[object, ...] | None:
     if origin is typing.Union or origin is types.UnionType:
         return typing.get_args(tp)
     return None
+
+
+def is_unset_type(tp: object) -> bool:
+    """True for the type of :data:`~typedflow.UNSET` (as a class or as its Literal)."""
+    return _is_unset(tp)
 
 
 def _is_unset(tp: object) -> bool:

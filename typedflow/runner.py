@@ -35,6 +35,7 @@ from typedflow.errors import (
     NodeTimeoutError,
     ReducerError,
     RoutingError,
+    RunError,
     StepLimitError,
     UpdateTypeError,
 )
@@ -641,8 +642,14 @@ class Runner(Generic[S]):
                 try:
                     request = core.send(response)
                 except StopIteration as stop:
+                    if saver is not None:
+                        saver.flush()  # a run that stops is durable, whatever the durability mode
                     yield _Done(stop.value)
                     return
+                except RunError:
+                    if saver is not None:
+                        saver.flush()  # the error checkpoint must survive too
+                    raise
                 response = None
                 if isinstance(request, _Save):
                     if saver is not None:
@@ -665,8 +672,14 @@ class Runner(Generic[S]):
             try:
                 request = core.send(response)
             except StopIteration as stop:
+                if saver is not None:
+                    saver.flush()  # see _events
                 yield _Done(stop.value)
                 return
+            except RunError:
+                if saver is not None:
+                    saver.flush()
+                raise
             response = None
             if isinstance(request, _Save):
                 if saver is not None:
@@ -696,14 +709,17 @@ class Runner(Generic[S]):
         async def run(name: str) -> Outcome:
             async with limit:
                 t0 = _clock.perf_counter()
+                deadline = asyncio.timeout(self._node_timeout)
                 try:
                     coro = self._nodes[name].fn(request.state)
                     aw = cast("Awaitable[object]", coro)  # is_async nodes return awaitables
-                    if self._node_timeout is not None:
-                        value = await asyncio.wait_for(aw, self._node_timeout)
-                    else:
+                    async with deadline:
                         value = await aw
                 except TimeoutError as exc:
+                    if not deadline.expired():
+                        # The node raised TimeoutError itself: an ordinary node failure.
+                        tid, step = request.thread_id, request.step
+                        return node_failed(name, exc, thread_id=tid, step=step)
                     err = NodeTimeoutError(
                         f"node {name!r} ran longer than node_timeout={self._node_timeout}s "
                         f"(thread {request.thread_id!r}, step {request.step}); the checkpoint "

@@ -1,0 +1,268 @@
+"""DuckDB column types for Python types, and the conversions between the two.
+
+Each Python type becomes a :class:`Column`: the DuckDB type it is stored as,
+the type it is read back as, and functions that turn typedflow's plain data
+(see :mod:`typedflow._serde`) into values DuckDB accepts and back. Typed
+columns are used wherever they are faithful:
+
+============================================  =====================================
+Python                                        DuckDB
+============================================  =====================================
+bool, int, float, str, bytes                  BOOLEAN, BIGINT, DOUBLE, VARCHAR, BLOB
+datetime (timezone-aware), date, time         TIMESTAMPTZ, DATE, TIME
+timedelta, Decimal                            INTERVAL, VARCHAR (exact text)
+Enum, Literal                                 the values' type (VARCHAR, BIGINT, BOOLEAN)
+X | None                                      X (NULL for None)
+tuple[X, ...], list[X], frozenset[X], set[X]  X[]
+dict[K, V]                                    MAP(K, V)
+attrs class                                   STRUCT(field type, ...)
+============================================  =====================================
+
+Anything else (a union of attrs classes, a union of different scalar types, a
+tuple of fixed length, a recursive class) is stored as JSON text.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import enum
+import json
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+import attrs
+
+from typedflow.errors import SerializationError
+
+__all__ = ["Column", "column_for", "quote", "to_json"]
+
+
+def quote(name: str) -> str:
+    """A DuckDB identifier, double-quoted (names come from code: classes and fields)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@attrs.frozen
+class Column:
+    """How one Python type is stored in DuckDB."""
+
+    sql: str
+    """The DuckDB type it is stored as."""
+    read_sql: str
+    """The DuckDB type it is read back as (TIMESTAMPTZ is read as UTC TIMESTAMP)."""
+    encode: Callable[[Any], Any]
+    """Plain data to a DuckDB parameter value."""
+    decode: Callable[[Any], Any]
+    """A fetched DuckDB value to plain data."""
+    is_json: bool = False
+    """True when the value is stored as JSON text."""
+    plain: bool = False
+    """True when ``encode`` and ``decode`` are both the identity (nothing to convert)."""
+    fields: Mapping[str, Column] | None = None
+    """For a STRUCT: its fields' columns."""
+    nullable: bool = False
+    """True when None is a value of the type (so a NULL is not a missing field)."""
+
+
+def _scalar(sql: str, read_sql: str | None = None, encode: Callable[[Any], Any] = _same, decode: Callable[[Any], Any] = _same) -> Column:
+    plain = encode is _same and decode is _same
+    return Column(sql, read_sql or sql, encode, decode, plain=plain)
+
+
+def _encode_datetime(value: Any) -> Any:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(
+            f"the datetime {value!r} has no timezone; DuckDB stores datetimes as TIMESTAMPTZ: "
+            "use timezone-aware datetimes, such as datetime.now(UTC)"
+        )
+    return value
+
+
+def _decode_datetime(value: Any) -> Any:
+    return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def _encode_decimal(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+_SCALAR_COLUMNS: dict[type, Column] = {
+    bool: _scalar("BOOLEAN"),
+    int: _scalar("BIGINT"),
+    float: _scalar("DOUBLE"),
+    str: _scalar("VARCHAR"),
+    bytes: _scalar("BLOB"),
+    dt.datetime: _scalar("TIMESTAMPTZ", "TIMESTAMP", _encode_datetime, _decode_datetime),
+    dt.date: _scalar("DATE"),
+    dt.time: _scalar("TIME"),
+    dt.timedelta: _scalar("INTERVAL"),
+    Decimal: _scalar("VARCHAR", encode=_encode_decimal),
+}
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, frozenset | set):
+        return list(value)
+    raise TypeError(f"{type(value).__qualname__} is not JSON serializable")
+
+
+def to_json(value: object) -> str:
+    """Plain data as JSON text (datetimes as ISO text, bytes as base64)."""
+    return json.dumps(value, default=_json_default, ensure_ascii=False, allow_nan=True)
+
+
+def _from_json(value: Any) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def _encode_json(value: Any) -> Any:
+    return None if value is None else to_json(value)
+
+
+JSON_COLUMN = Column("JSON", "VARCHAR", _encode_json, _from_json, is_json=True)
+"""A value stored as JSON text."""
+
+
+def _union_args(tp: object) -> tuple[object, ...] | None:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        return typing.get_args(tp)
+    return None
+
+
+def column_for(tp: object, *, skip: Callable[[object], bool] = lambda _: False, _seen: frozenset[int] = frozenset()) -> Column:
+    """The column for a Python type (``skip`` drops union members such as ``Unset``)."""
+    args = _union_args(tp)
+    if args is not None:
+        members = [a for a in args if a is not type(None) and not skip(a)]
+        nullable = len(members) < len(args) and type(None) in args
+        column = column_for(members[0], skip=skip, _seen=_seen) if len(members) == 1 else JSON_COLUMN
+        return attrs.evolve(column, nullable=nullable) if nullable else column
+    if typing.get_origin(tp) is typing.Annotated:
+        return column_for(typing.get_args(tp)[0], skip=skip, _seen=_seen)
+    if isinstance(tp, type):
+        if issubclass(tp, enum.Enum):
+            return _values_column([m.value for m in tp])
+        for cls, column in _SCALAR_COLUMNS.items():
+            if tp is cls:
+                return column
+        if tp is bool or issubclass(tp, bool):
+            return _SCALAR_COLUMNS[bool]
+        if attrs.has(tp):
+            return _struct(tp, _seen)
+    origin = typing.get_origin(tp)
+    targs = typing.get_args(tp)
+    if origin is Literal:
+        return _values_column(list(targs))
+    if origin in (list, frozenset, set, Sequence, typing.Sequence) or (
+        origin is tuple and len(targs) == 2 and targs[1] is Ellipsis
+    ):
+        return _list(column_for(targs[0], _seen=_seen))
+    if origin in (dict, Mapping, typing.Mapping):
+        key = column_for(targs[0], _seen=_seen)
+        if key.is_json:
+            return JSON_COLUMN
+        return _map(key, column_for(targs[1], _seen=_seen))
+    return JSON_COLUMN
+
+
+def _values_column(values: list[Any]) -> Column:
+    kinds = {type(v) for v in values}
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        if kind in (str, int, bool, float):
+            return _SCALAR_COLUMNS[kind]
+    return JSON_COLUMN
+
+
+def _list(item: Column) -> Column:
+    if item.plain:
+
+        def encode(value: Any) -> Any:
+            return None if value is None else list(value)
+
+        return Column(f"{item.sql}[]", f"{item.read_sql}[]", encode, _same)
+
+    def encode_items(value: Any) -> Any:
+        return None if value is None else [item.encode(v) for v in value]
+
+    def decode_items(value: Any) -> Any:
+        return None if value is None else [item.decode(v) for v in value]
+
+    return Column(f"{item.sql}[]", f"{item.read_sql}[]", encode_items, decode_items)
+
+
+def _map(key: Column, value: Column) -> Column:
+    # A MAP parameter is passed as {"key": [...], "value": [...]}: a plain dict would be
+    # read as a STRUCT, and dicts with different keys in one batch would be merged.
+    def encode(data: Any) -> Any:
+        if data is None:
+            return None
+        return {"key": [key.encode(k) for k in data], "value": [value.encode(v) for v in data.values()]}
+
+    def decode(data: Any) -> Any:
+        if data is None:
+            return None
+        return {key.decode(k): value.decode(v) for k, v in data.items()}
+
+    return Column(f"MAP({key.sql}, {value.sql})", f"MAP({key.read_sql}, {value.read_sql})", encode, decode)
+
+
+def _struct(cls: type, seen: frozenset[int]) -> Column:
+    if id(cls) in seen or not attrs.fields(cls):
+        return JSON_COLUMN  # a recursive or empty class has no finite STRUCT type
+    hints = typing.get_type_hints(cls)
+    inner = seen | {id(cls)}
+    fields = {a.name: column_for(hints.get(a.name, a.type), _seen=inner) for a in attrs.fields(cls)}
+    return struct_column(fields)
+
+
+def struct_column(fields: Mapping[str, Column]) -> Column:
+    """A STRUCT column of the given fields."""
+    sql = "STRUCT(" + ", ".join(f"{quote(n)} {c.sql}" for n, c in fields.items()) + ")"
+    read_sql = "STRUCT(" + ", ".join(f"{quote(n)} {c.read_sql}" for n, c in fields.items()) + ")"
+    names = tuple(fields)
+    columns = tuple(fields.values())
+
+    def encode(data: Any) -> Any:
+        if data is None:
+            return None
+        # Every key is present: DuckDB would otherwise infer a narrower STRUCT.
+        return {n: c.encode(data.get(n)) for n, c in zip(names, columns, strict=True)}
+
+    def decode(data: Any) -> Any:
+        if data is None:
+            return None
+        # A NULL in a field that cannot be None is a field added after the row was
+        # written: leave it out so that loading uses the field's default.
+        return {
+            n: c.decode(data[n])
+            for n, c in zip(names, columns, strict=True)
+            if n in data and (data[n] is not None or c.nullable)
+        }
+
+    return Column(sql, read_sql, encode, decode, fields=dict(fields))
+
+
+def encode_checked(column: Column, value: Any, path: str) -> Any:
+    """``column.encode(value)``, with a failure raised as SerializationError naming ``path``."""
+    try:
+        return column.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"cannot store {path}: {exc}", path=path) from exc

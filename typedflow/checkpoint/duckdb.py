@@ -1,0 +1,919 @@
+"""The DuckDB backend: durable checkpoints in typed tables that plain SQL can read.
+
+Needs the ``duckdb`` extra (``pip install "typedflow[duckdb]"``). The tables
+and views are a public contract, documented in ``docs/sql.md``:
+
+- ``typedflow_threads``: one row per thread (schema name and version, creation
+  time, the parent thread and step of a fork);
+- ``<table>_checkpoints``: one row per step, the state as a typed STRUCT;
+- ``<table>_updates``: one row per update a node returned, as a typed STRUCT;
+- views ``<table>_states`` (every step's full state) and ``<table>_writes``
+  (one row per node that ran in a step, with its duration).
+
+``<table>`` is the schema's class name in snake_case unless given.
+
+Storage does not grow with the square of the run length: a top-level
+``tuple``/``list`` field that only grows stores, in most rows, just the items
+added in that step (the view ``<table>_states`` and every load put the full
+value back together); a full copy is stored every ``snapshot_every`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+import threading
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+
+import attrs
+import duckdb
+
+from typedflow._serde import Serde, is_unset_type
+from typedflow._typing import S
+from typedflow.checkpoint._columns import (
+    Column,
+    column_for,
+    encode_checked,
+    quote,
+    struct_column,
+    to_json,
+)
+from typedflow.checkpoint.base import (
+    Checkpoint,
+    HistoryCheckpointer,
+    NodeFailure,
+    NodeWrite,
+    ParentRef,
+    ThreadInfo,
+)
+from typedflow.errors import (
+    CheckpointError,
+    ConflictError,
+    IncompatibleSchemaError,
+    SerializationError,
+    StepNotFoundError,
+    StoreLockedError,
+    ThreadNotFoundError,
+)
+from typedflow.schema import schema_info
+
+if TYPE_CHECKING:
+    import cattrs
+
+__all__ = ["DuckDBCheckpointer", "Durability"]
+
+Durability: TypeAlias = Literal["step", "batch"]
+"""When saved checkpoints are committed:
+
+- ``"step"`` (default): ``save`` returns once the checkpoint is committed.
+  Concurrent saves share commits (group commit), so many runs on one
+  checkpointer commit together.
+- ``"batch"``: ``save`` buffers; the buffer is committed every ``batch_size``
+  checkpoints, on ``flush()``, on ``close()``, and by the runner whenever a run
+  stops (it ends, is interrupted or fails). A crash loses at most the
+  checkpoints buffered since the last commit (fewer than ``batch_size``); a
+  step is never stored in part.
+"""
+
+THREADS: Final = "typedflow_threads"
+"""The table of threads, shared by every schema stored in one database."""
+
+TABLES: Final = "typedflow_tables"
+"""The table recording each checkpoint table's schema and column layout."""
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.replace(".", "_")).lower()
+
+
+_CREATED_AT: Final = column_for(datetime)
+
+_FAILURE = "STRUCT(node VARCHAR, error_type VARCHAR, message VARCHAR)"
+_WRITE = "STRUCT(node VARCHAR, goto VARCHAR[], duration DOUBLE, updates INTEGER)"
+
+
+@contextmanager
+def _mapped(action: str) -> Iterator[None]:
+    """Map DuckDB's exceptions to typedflow errors, in one place, chained ``from`` the original."""
+    try:
+        yield
+    except duckdb.ConstraintException as exc:
+        raise CheckpointError(f"{action}: a constraint failed: {exc}") from exc
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreLockedError(
+                f"{action}: the database file is in use by another process ({exc}). "
+                "DuckDB lets one process write a file at a time: close it there, "
+                "or use another file"
+            ) from exc
+        raise CheckpointError(f"{action}: {exc}") from exc
+    except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
+        raise SerializationError(f"{action}: DuckDB could not store a value: {exc}", path="") from exc
+    except duckdb.Error as exc:
+        raise CheckpointError(f"{action}: {exc}") from exc
+
+
+@attrs.define
+class _Ticket:
+    """A checkpoint waiting to be committed, and how its commit went."""
+
+    checkpoint: Checkpoint[Any]
+    fixed: dict[str, Any]
+    """The encoded fields of the checkpoints row, except the growable state fields."""
+    updates: list[dict[str, Any]]
+    thread: dict[str, Any] | None = None
+    """The typedflow_threads row, when the checkpoint starts a thread."""
+    done: bool = False
+    error: BaseException | None = None
+
+
+@attrs.define
+class _Tail:
+    """The last saved step of a thread and its growable fields, to store the next step as a delta."""
+
+    step: int
+    values: dict[str, tuple[Any, ...]]
+
+
+class DuckDBCheckpointer(HistoryCheckpointer[S]):
+    """Checkpoints of schema ``S`` in a DuckDB database (a file, ``":memory:"``, or a connection).
+
+    Args:
+        schema: The state schema.
+        database: A file path, ``":memory:"``, or an open ``duckdb`` connection
+            (used through a cursor of its own; not closed by :meth:`close`).
+        table: The table name prefix; the schema's name in snake_case by default.
+        durability: ``"step"`` or ``"batch"``; see :data:`Durability`.
+        batch_size: For ``"batch"``: commit after this many buffered checkpoints.
+        snapshot_every: Store growable fields in full every this many steps.
+        converter: A cattrs converter with your own hooks (typedflow adds its own).
+
+    Raises:
+        StoreLockedError: the file is in use by another process.
+        IncompatibleSchemaError: the stored tables do not fit the schema (names the field).
+        SchemaError: the schema has a field typedflow cannot store.
+    """
+
+    def __init__(
+        self,
+        schema: type[S],
+        database: str | Path | duckdb.DuckDBPyConnection = ":memory:",
+        *,
+        table: str | None = None,
+        durability: Durability = "step",
+        batch_size: int = 256,
+        snapshot_every: int = 100,
+        converter: cattrs.Converter | None = None,
+    ) -> None:
+        if durability not in ("step", "batch"):
+            raise ValueError(f"durability must be 'step' or 'batch', got {durability!r}")
+        if batch_size < 1 or snapshot_every < 1:
+            raise ValueError("batch_size and snapshot_every must be at least 1")
+        self._schema = schema
+        self._info = schema_info(schema)
+        self._serde: Serde[S] = Serde(schema, converter)
+        self._durability = durability
+        self._batch_size = batch_size
+        self._snapshot_every = snapshot_every
+        self._table = table if table is not None else _snake(schema.__qualname__)
+        self._cp_table = quote(f"{self._table}_checkpoints")
+        self._up_table = quote(f"{self._table}_updates")
+        self._plan_columns()
+        self._owns = not isinstance(database, duckdb.DuckDBPyConnection)
+        with _mapped(f"cannot open the DuckDB database {str(database)!r}"):
+            if isinstance(database, duckdb.DuckDBPyConnection):
+                self._con = database.cursor()
+            else:
+                self._con = duckdb.connect(str(database))
+            # TIMESTAMPTZ values are read as UTC timestamps; the setting is this cursor's own.
+            self._con.execute("SET TimeZone = 'UTC'")
+        self._lock = threading.RLock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Ticket] = []
+        self._buffer: list[_Ticket] = []
+        self._latest: dict[str, int] = {}
+        self._tails: dict[str, _Tail] = {}
+        self._closed = False
+        try:
+            self._create_or_check()
+        except BaseException:
+            if self._owns:
+                self._con.close()
+            raise
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def _plan_columns(self) -> None:
+        hints = typing.get_type_hints(self._schema)
+        fields = attrs.fields(self._schema)  # type: ignore[arg-type]  # schema_info() checked it is an attrs class
+        self._fields: dict[str, Column] = {a.name: column_for(hints[a.name]) for a in fields}
+        self._has_default = {a.name: a.default is not attrs.NOTHING for a in fields}
+        self._field_types = {a.name: hints[a.name] for a in fields}
+        self._growable = tuple(
+            name
+            for name, col in self._fields.items()
+            if col.sql.endswith("[]") and not col.is_json and typing.get_origin(self._field_types[name]) in (tuple, list)
+        )
+        self._state_col = struct_column(self._fields)
+        update_type = self._info.update_type
+        if isinstance(update_type, type) and attrs.has(update_type):
+            uhints = typing.get_type_hints(update_type)
+            ufields = {a.name: column_for(uhints[a.name], skip=is_unset_type) for a in attrs.fields(update_type)}
+            self._update_col = struct_column(ufields)
+        else:
+            self._update_col = column_for(update_type, skip=is_unset_type)
+
+    def _layout(self) -> dict[str, Any]:
+        update_fields = self._update_col.fields
+        return {
+            "state": {n: c.sql for n, c in self._fields.items()},
+            "update": {n: c.sql for n, c in update_fields.items()} if update_fields is not None else self._update_col.sql,
+        }
+
+    def _create_or_check(self) -> None:
+        con = self._con
+        with self._lock, _mapped(f"cannot prepare the tables of {self._table!r}"):
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(
+                    f"CREATE TABLE IF NOT EXISTS {THREADS} ("
+                    "thread_id VARCHAR PRIMARY KEY, schema_name VARCHAR NOT NULL, "
+                    "schema_version INTEGER NOT NULL, table_name VARCHAR NOT NULL, "
+                    "created_at TIMESTAMPTZ NOT NULL, parent_thread_id VARCHAR, parent_step BIGINT)"
+                )
+                con.execute(
+                    f"CREATE TABLE IF NOT EXISTS {TABLES} ("
+                    "table_name VARCHAR PRIMARY KEY, schema_name VARCHAR NOT NULL, layout JSON NOT NULL)"
+                )
+                row = con.execute(
+                    f"SELECT schema_name, layout FROM {TABLES} WHERE table_name = ?", [self._table]
+                ).fetchone()
+                layout = self._layout()
+                if row is None:
+                    self._create_tables()
+                    con.execute(
+                        f"INSERT INTO {TABLES} VALUES (?, ?, ?)",
+                        [self._table, self._schema.__qualname__, json.dumps(layout)],
+                    )
+                else:
+                    self._evolve(row[0], json.loads(row[1]), layout)
+                self._create_views()
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def _create_tables(self) -> None:
+        self._con.execute(
+            f"CREATE TABLE {self._cp_table} ("
+            "thread_id VARCHAR NOT NULL, step BIGINT NOT NULL, schema_version INTEGER NOT NULL, "
+            "status VARCHAR NOT NULL, nodes VARCHAR[] NOT NULL, next VARCHAR[] NOT NULL, "
+            "reason VARCHAR, duration DOUBLE NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
+            f"base BOOLEAN NOT NULL, state {self._state_col.sql} NOT NULL, "
+            f"writes {_WRITE}[] NOT NULL, pending {_WRITE}[] NOT NULL, "
+            f"failures {_FAILURE}[] NOT NULL, metadata JSON NOT NULL, "
+            "parent_thread_id VARCHAR, parent_step BIGINT, PRIMARY KEY (thread_id, step))"
+        )
+        self._con.execute(
+            f"CREATE TABLE {self._up_table} ("
+            "thread_id VARCHAR NOT NULL, step BIGINT NOT NULL, pending BOOLEAN NOT NULL, "
+            "position INTEGER NOT NULL, node VARCHAR NOT NULL, seq INTEGER NOT NULL, "
+            f"value {self._update_col.sql}, unset VARCHAR[] NOT NULL)"
+        )
+
+    def _evolve(self, stored_schema: str, stored: dict[str, Any], layout: dict[str, Any]) -> None:
+        """Add the fields a schema gained; refuse any other change, naming the field."""
+        name = self._schema.__qualname__
+        if stored_schema != name:
+            raise IncompatibleSchemaError(
+                f"table {self._table!r} stores schema {stored_schema!r}, not {name!r}: "
+                "pass table=... to keep this schema's checkpoints apart",
+                field="",
+            )
+        for part, column, table in (("state", "state", self._cp_table), ("update", "value", self._up_table)):
+            old, new = stored[part], layout[part]
+            if isinstance(old, str) or isinstance(new, str):
+                if old != new:
+                    raise IncompatibleSchemaError(
+                        f"the {part} type of {name} changed from {old} to {new}; stored checkpoints "
+                        "cannot be loaded as the new type: use a new table= or migrate them",
+                        field=part,
+                    )
+                continue
+            for field, sql in old.items():
+                if field not in new:
+                    raise IncompatibleSchemaError(
+                        f"field {part}.{field} was removed from {name}, but stored checkpoints hold "
+                        "it; keep the field (with a default), or use a new table=",
+                        field=f"{part}.{field}",
+                    )
+                if new[field] != sql:
+                    raise IncompatibleSchemaError(
+                        f"field {part}.{field} of {name} changed type from {sql} to {new[field]}; "
+                        "stored checkpoints cannot be loaded as the new type: give the new type a "
+                        "new field name, or use a new table=",
+                        field=f"{part}.{field}",
+                    )
+            for field, sql in new.items():
+                if field in old:
+                    continue
+                if part == "state" and not self._has_default[field]:
+                    raise IncompatibleSchemaError(
+                        f"field state.{field} was added to {name} without a default, so stored "
+                        "checkpoints cannot be loaded: give it a default",
+                        field=f"state.{field}",
+                    )
+                self._con.execute(f"ALTER TABLE {table} ADD COLUMN {column}.{quote(field)} {sql}")
+        self._con.execute(
+            f"UPDATE {TABLES} SET layout = ? WHERE table_name = ?", [json.dumps(layout), self._table]
+        )
+
+    def _create_views(self) -> None:
+        t = self._table
+        if self._growable:
+            parts = []
+            for name in self._fields:
+                q = quote(name)
+                if name in self._growable:
+                    parts.append(f"{q} := flatten(list(state.{q}) OVER w)")
+                else:
+                    parts.append(f"{q} := state.{q}")
+            state_expr = "struct_pack(" + ", ".join(parts) + ")"
+            source = (
+                f"(SELECT *, sum(CASE WHEN base THEN 1 ELSE 0 END) OVER "
+                f"(PARTITION BY thread_id ORDER BY step) AS segment FROM {self._cp_table})"
+            )
+            window = (
+                " WINDOW w AS (PARTITION BY thread_id, segment ORDER BY step "
+                "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+            )
+        else:
+            state_expr, source, window = "state", self._cp_table, ""
+        self._con.execute(
+            f"CREATE OR REPLACE VIEW {quote(t + '_states')} AS SELECT thread_id, step, "
+            f"schema_version, status, created_at, {state_expr} AS state FROM {source}{window}"
+        )
+        self._con.execute(
+            f"CREATE OR REPLACE VIEW {quote(t + '_writes')} AS SELECT thread_id, step, status, "
+            "created_at, generate_subscripts(writes, 1) - 1 AS position, "
+            f"unnest(writes, recursive := true) FROM {self._cp_table}"
+        )
+
+    # -- the contract ------------------------------------------------------------------------
+
+    @property
+    def schema(self) -> type[S]:
+        return self._schema
+
+    @property
+    def table(self) -> str:
+        """The table name prefix of this schema's checkpoints."""
+        return self._table
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The connection this checkpointer uses (for read-only SQL; take its lock-free cursor)."""
+        return self._con
+
+    def save(self, checkpoint: Checkpoint[S]) -> None:
+        ticket = self._ticket(checkpoint)
+        if self._durability == "batch":
+            with self._lock:
+                self._check_open()
+                self._accept(ticket)  # conflicts are found now, not at the next flush
+                self._buffer.append(ticket)
+                if len(self._buffer) >= self._batch_size:
+                    self._flush_locked()
+                return
+        with self._queue_lock:
+            self._queue.append(ticket)
+        with self._lock:
+            # Group commit: whoever holds the lock commits every checkpoint queued so far.
+            if not ticket.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._check_open(batch)
+                self._commit(batch)
+        if ticket.error is not None:
+            raise ticket.error
+
+    async def asave(self, checkpoint: Checkpoint[S]) -> None:
+        import asyncio
+
+        if self._durability == "batch":
+            self.save(checkpoint)
+        else:
+            await asyncio.to_thread(self.save, checkpoint)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        self._write(batch)
+        errors = [t.error for t in batch if t.error is not None]
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._flush_locked()
+            finally:
+                self._closed = True
+                self._con.close()
+
+    def _check_open(self, batch: Sequence[_Ticket] = ()) -> None:
+        if self._closed:
+            err = CheckpointError("this DuckDBCheckpointer is closed")
+            for t in batch:
+                t.done, t.error = True, err
+            raise err
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _ticket(self, cp: Checkpoint[S]) -> _Ticket:
+        """Encode everything but the growable fields, outside the lock."""
+        if not isinstance(cp.state, self._schema):
+            raise CheckpointError(
+                f"this checkpointer stores {self._schema.__qualname__}, "
+                f"got a state of type {type(cp.state).__qualname__}"
+            )
+        conv = self._serde.converter
+        state: dict[str, Any] = {}
+        for name, col in self._fields.items():
+            if name in self._growable:
+                continue
+            path = f"state.{name}"
+            try:
+                plain = conv.unstructure(getattr(cp.state, name), unstructure_as=self._field_types[name])
+            except Exception as exc:
+                raise SerializationError(f"cannot serialize {path}: {exc}", path=path) from exc
+            state[name] = encode_checked(col, plain, path)
+        updates: list[dict[str, Any]] = []
+        for pending, writes in ((False, cp.writes), (True, cp.pending)):
+            for position, w in enumerate(writes):
+                for seq, u in enumerate(w.updates):
+                    updates.append(self._update_row(cp, pending, position, w.node, seq, u))
+        failures = [attrs.asdict(f) for f in cp.failures]
+        if cp.status == "ok":
+            nodes = [w.node for w in cp.writes]
+        else:
+            nodes = [w.node for w in cp.pending] + [f.node for f in cp.failures]
+        fixed = {
+            "thread_id": cp.thread_id,
+            "step": cp.step,
+            "schema_version": self._schema.schema_version,
+            "status": cp.status,
+            "nodes": nodes,
+            "next": list(cp.next),
+            "reason": cp.reason,
+            "duration": float(cp.duration),
+            "created_at": encode_checked(_CREATED_AT, cp.created_at, "created_at"),
+            "state": state,
+            "writes": [_write_row(w) for w in cp.writes],
+            "pending": [_write_row(w) for w in cp.pending],
+            "failures": failures,
+            "metadata": to_json(dict(cp.metadata)),
+            "parent_thread_id": None if cp.parent is None else cp.parent.thread_id,
+            "parent_step": None if cp.parent is None else cp.parent.step,
+        }
+        return _Ticket(cp, fixed, updates)
+
+    def _update_row(
+        self, cp: Checkpoint[S], pending: bool, position: int, node: str, seq: int, update: object
+    ) -> dict[str, Any]:
+        path = f"{'pending' if pending else 'writes'}[{position}].updates[{seq}]"
+        plain = self._serde.dump_update(update)
+        unset: list[str] = []
+        if self._update_col.fields is not None:
+            unset = [n for n in self._update_col.fields if n not in plain]
+        return {
+            "thread_id": cp.thread_id,
+            "step": cp.step,
+            "pending": pending,
+            "position": position,
+            "node": node,
+            "seq": seq,
+            "value": encode_checked(self._update_col, plain, path),
+            "unset": unset,
+        }
+
+    def _latest_step(self, thread_id: str) -> int | None:
+        step = self._latest.get(thread_id)
+        if step is None:
+            row = self._con.execute(
+                f"SELECT max(step) FROM {self._cp_table} WHERE thread_id = ?", [thread_id]
+            ).fetchone()
+            step = None if row is None else row[0]
+            if step is not None:
+                self._latest[thread_id] = step
+        return step
+
+    def _growable_row(self, cp: Checkpoint[S]) -> tuple[dict[str, Any], bool]:
+        """The growable fields to store for ``cp`` (deltas when possible) and whether in full."""
+        tail = self._tails.get(cp.thread_id)
+        values = {name: tuple(getattr(cp.state, name)) for name in self._growable}
+        base = tail is None or tail.step != cp.step - 1 or cp.step % self._snapshot_every == 0
+        if not base and tail is not None:
+            for name, value in values.items():
+                prev = tail.values[name]
+                if len(value) < len(prev) or value[: len(prev)] != prev:
+                    base = True
+                    break
+        out: dict[str, Any] = {}
+        conv = self._serde.converter
+        for name, value in values.items():
+            part = value if base or tail is None else value[len(tail.values[name]) :]
+            path = f"state.{name}"
+            try:
+                plain = conv.unstructure(part, unstructure_as=self._field_types[name])
+            except Exception as exc:
+                raise SerializationError(f"cannot serialize {path}: {exc}", path=path) from exc
+            out[name] = encode_checked(self._fields[name], plain, path)
+        self._tails[cp.thread_id] = _Tail(cp.step, values)
+        return out, base
+
+    def _accept(self, ticket: _Ticket) -> None:
+        """Check a checkpoint against its thread and finish its rows (deltas need the order)."""
+        cp = ticket.checkpoint
+        tid = cp.thread_id
+        latest = self._latest_step(tid)
+        if latest is None:
+            ticket.thread = {
+                "thread_id": tid,
+                "schema_name": self._schema.__qualname__,
+                "schema_version": self._schema.schema_version,
+                "table_name": self._table,
+                "created_at": ticket.fixed["created_at"],
+                "parent_thread_id": ticket.fixed["parent_thread_id"],
+                "parent_step": ticket.fixed["parent_step"],
+            }
+            self._tails.pop(tid, None)
+        elif cp.step <= latest or cp.parent is not None:
+            raise ConflictError(tid, cp.step, latest)
+        elif cp.step != latest + 1:
+            raise CheckpointError(
+                f"thread {tid!r} is at step {latest}; the next checkpoint must be step "
+                f"{latest + 1}, got step {cp.step}"
+            )
+        grow, base = self._growable_row(cp)
+        ticket.fixed["state"] = {**ticket.fixed["state"], **grow}
+        ticket.fixed["base"] = base
+        self._latest[tid] = cp.step
+
+    def _commit(self, batch: list[_Ticket]) -> None:
+        """Check and write a batch in one transaction; record each ticket's outcome."""
+        accepted: list[_Ticket] = []
+        for ticket in batch:
+            ticket.done = True
+            try:
+                self._accept(ticket)
+            except (CheckpointError, SerializationError) as exc:
+                ticket.error = exc
+                continue
+            accepted.append(ticket)
+        self._write(accepted)
+
+    def _write(self, accepted: list[_Ticket]) -> None:
+        """Write accepted checkpoints in one transaction; on failure, none of them is stored."""
+        if not accepted:
+            return
+        threads = [t.thread for t in accepted if t.thread is not None]
+        rows = [t.fixed for t in accepted]
+        updates = [u for t in accepted for u in t.updates]
+        con = self._con
+        try:
+            with _mapped("cannot save checkpoints"):
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    if threads:
+                        con.execute(
+                            f"INSERT INTO {THREADS} SELECT r.* FROM (SELECT unnest(?::STRUCT("
+                            "thread_id VARCHAR, schema_name VARCHAR, schema_version INTEGER, "
+                            "table_name VARCHAR, created_at TIMESTAMPTZ, parent_thread_id VARCHAR, "
+                            "parent_step BIGINT)[]) AS r)",
+                            [threads],
+                        )
+                    con.execute(
+                        f"INSERT INTO {self._cp_table} SELECT r.* FROM (SELECT unnest(?::{self._row_type()}[]) AS r)",
+                        [rows],
+                    )
+                    if updates:
+                        con.execute(
+                            f"INSERT INTO {self._up_table} SELECT r.* FROM "
+                            f"(SELECT unnest(?::{self._update_row_type()}[]) AS r)",
+                            [updates],
+                        )
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        except (CheckpointError, SerializationError) as exc:
+            # Nothing of the batch is stored: forget what was assumed about those threads.
+            for ticket in accepted:
+                self._latest.pop(ticket.checkpoint.thread_id, None)
+                self._tails.pop(ticket.checkpoint.thread_id, None)
+            for ticket in accepted:
+                ticket.error = self._explain(ticket, exc)
+
+    def _explain(self, ticket: _Ticket, exc: CheckpointError) -> CheckpointError:
+        if isinstance(exc, SerializationError):
+            path = self._find_bad_value(ticket.checkpoint)
+            if path:
+                err = SerializationError(f"cannot store {path} of thread {ticket.checkpoint.thread_id!r}, step {ticket.checkpoint.step}: {exc}", path=path)
+                err.__cause__ = exc
+                return err
+        return exc
+
+    def _find_bad_value(self, cp: Checkpoint[S]) -> str:
+        """Which state field DuckDB refused (the slow path, only after a failed save)."""
+        conv = self._serde.converter
+        for name, col in self._fields.items():
+            plain = conv.unstructure(getattr(cp.state, name), unstructure_as=self._field_types[name])
+            try:
+                self._con.execute(f"SELECT ?::{col.sql}", [col.encode(plain)])
+            except duckdb.Error:
+                return f"state.{name}"
+        return ""
+
+    def _row_type(self) -> str:
+        return (
+            "STRUCT(thread_id VARCHAR, step BIGINT, schema_version INTEGER, status VARCHAR, "
+            "nodes VARCHAR[], next VARCHAR[], reason VARCHAR, duration DOUBLE, "
+            f"created_at TIMESTAMPTZ, base BOOLEAN, state {self._state_col.sql}, "
+            f"writes {_WRITE}[], pending {_WRITE}[], failures {_FAILURE}[], metadata JSON, "
+            "parent_thread_id VARCHAR, parent_step BIGINT)"
+        )
+
+    def _update_row_type(self) -> str:
+        return (
+            "STRUCT(thread_id VARCHAR, step BIGINT, pending BOOLEAN, position INTEGER, "
+            f"node VARCHAR, seq INTEGER, value {self._update_col.sql}, unset VARCHAR[])"
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _columns_sql(self) -> str:
+        return (
+            "step, status, next, reason, duration, created_at::TIMESTAMP, base, "
+            f"state::{self._state_col.read_sql}, writes, pending, failures, metadata, "
+            "parent_thread_id, parent_step"
+        )
+
+    def _rows(self, thread_id: str, first: int, last: int) -> list[tuple[Any, ...]]:
+        return self._con.execute(
+            f"SELECT {self._columns_sql()} FROM {self._cp_table} "
+            "WHERE thread_id = ? AND step BETWEEN ? AND ? ORDER BY step",
+            [thread_id, first, last],
+        ).fetchall()
+
+    def _base_step(self, thread_id: str, step: int) -> int | None:
+        if not self._growable:
+            return step
+        row = self._con.execute(
+            f"SELECT max(step) FROM {self._cp_table} WHERE thread_id = ? AND step <= ? AND base",
+            [thread_id, step],
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def _updates(self, thread_id: str, first: int, last: int) -> dict[tuple[int, bool, int], list[object]]:
+        out: dict[tuple[int, bool, int], list[object]] = {}
+        rows = self._con.execute(
+            f"SELECT step, pending, position, value::{self._update_col.read_sql}, unset "
+            f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ? "
+            "ORDER BY step, pending, position, seq",
+            [thread_id, first, last],
+        ).fetchall()
+        for step, pending, position, value, unset in rows:
+            plain = self._update_col.decode(value)
+            if isinstance(plain, dict) and self._update_col.fields is not None:
+                for name in unset:
+                    plain.pop(name, None)
+            path = f"checkpoint[{thread_id!r}, step {step}].{'pending' if pending else 'writes'}[{position}].update"
+            out.setdefault((step, pending, position), []).append(self._serde.load_update(plain, path=path))
+        return out
+
+    def _load_range(self, thread_id: str, first: int, last: int) -> list[Checkpoint[S]]:
+        """Checkpoints ``first..last`` of a thread, putting growable fields back together."""
+        base = self._base_step(thread_id, first)
+        start = first if base is None else min(base, first)
+        rows = self._rows(thread_id, start, last)
+        updates = self._updates(thread_id, first, last)
+        out: list[Checkpoint[S]] = []
+        grown: dict[str, list[Any]] = {}
+        for row in rows:
+            (step, status, next_, reason, duration, created_at, is_base, state, writes, pending, failures, metadata, p_thread, p_step) = row
+            plain = self._state_col.decode(state)
+            for name in self._growable:
+                part = plain.get(name) or []
+                grown[name] = list(part) if is_base or name not in grown else grown[name] + part
+                plain[name] = grown[name]
+            if step < first:
+                continue
+            where = f"checkpoint[{thread_id!r}, step {step}].state"
+            try:
+                value = self._serde.load_state(plain, path=where)
+            except SerializationError as exc:
+                raise IncompatibleSchemaError(
+                    f"the stored checkpoint of thread {thread_id!r} at step {step} does not fit "
+                    f"{self._schema.__qualname__}: {exc}",
+                    field=exc.path,
+                ) from exc
+            out.append(
+                Checkpoint(
+                    thread_id=thread_id,
+                    step=step,
+                    state=value,
+                    next=tuple(next_),
+                    status=status,
+                    writes=_writes(writes, updates, step, False),
+                    pending=_writes(pending, updates, step, True),
+                    failures=tuple(NodeFailure(**f) for f in failures),
+                    reason=reason,
+                    duration=duration,
+                    created_at=created_at.replace(tzinfo=UTC),
+                    parent=None if p_thread is None else ParentRef(thread_id=p_thread, step=p_step),
+                    metadata=json.loads(metadata),
+                )
+            )
+        return out
+
+    def _read(self) -> None:
+        """Before a read: commit buffered checkpoints, so reads see every save."""
+        self._check_open()
+        self._flush_locked()
+
+    def load(self, thread_id: str) -> Checkpoint[S]:
+        with self._lock, _mapped(f"cannot load thread {thread_id!r}"):
+            self._read()
+            latest = self._latest_step(thread_id)
+            if latest is None:
+                raise ThreadNotFoundError(thread_id)
+            return self._load_range(thread_id, latest, latest)[0]
+
+    def load_at(self, thread_id: str, step: int) -> Checkpoint[S]:
+        with self._lock, _mapped(f"cannot load thread {thread_id!r} at step {step!r}"):
+            self._read()
+            latest = self._latest_step(thread_id)
+            if latest is None:
+                raise ThreadNotFoundError(thread_id)
+            found = self._load_range(thread_id, step, step) if 0 <= step <= latest else []
+            if not found:
+                raise StepNotFoundError(thread_id, step, "never made or pruned")
+            return found[0]
+
+    def history(
+        self, thread_id: str, *, limit: int | None = None, before: int | None = None
+    ) -> list[Checkpoint[S]]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be at least 0, got {limit!r}")
+        with self._lock, _mapped(f"cannot list thread {thread_id!r}"):
+            self._read()
+            latest = self._latest_step(thread_id)
+            if latest is None:
+                raise ThreadNotFoundError(thread_id)
+            last = latest if before is None else min(latest, before - 1)
+            if limit == 0 or last < 0:
+                return []
+            row = self._con.execute(
+                f"SELECT min(step) FROM {self._cp_table} WHERE thread_id = ?", [thread_id]
+            ).fetchone()
+            first = 0 if row is None or row[0] is None else row[0]
+            if limit is not None:
+                first = max(first, last - limit + 1)
+            if last < first:
+                return []
+            return list(reversed(self._load_range(thread_id, first, last)))
+
+    def threads(self) -> list[ThreadInfo]:
+        with self._lock, _mapped("cannot list threads"):
+            self._read()
+            rows = self._con.execute(
+                f"SELECT t.thread_id, t.schema_name, t.schema_version, t.created_at::TIMESTAMP, "
+                "t.parent_thread_id, t.parent_step, c.step, c.status, "
+                "len(c.next) = 0 AND c.status = 'ok' "
+                f"FROM {THREADS} t JOIN (SELECT thread_id, max(step) AS step FROM {self._cp_table} "
+                f"GROUP BY thread_id) m USING (thread_id) JOIN {self._cp_table} c "
+                "ON c.thread_id = m.thread_id AND c.step = m.step "
+                "WHERE t.table_name = ? ORDER BY t.created_at, t.thread_id",
+                [self._table],
+            ).fetchall()
+        return [
+            ThreadInfo(
+                thread_id=tid,
+                schema_name=name,
+                schema_version=version,
+                created_at=created.replace(tzinfo=UTC),
+                latest_step=step,
+                status=status,
+                done=done,
+                parent=None if p_thread is None else ParentRef(thread_id=p_thread, step=p_step),
+            )
+            for tid, name, version, created, p_thread, p_step, step, status, done in rows
+        ]
+
+    def delete(self, thread_id: str) -> None:
+        with self._lock, _mapped(f"cannot delete thread {thread_id!r}"):
+            self._read()
+            if self._latest_step(thread_id) is None:
+                raise ThreadNotFoundError(thread_id)
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f"DELETE FROM {self._up_table} WHERE thread_id = ?", [thread_id])
+                con.execute(f"DELETE FROM {self._cp_table} WHERE thread_id = ?", [thread_id])
+                con.execute(f"DELETE FROM {THREADS} WHERE thread_id = ?", [thread_id])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                self._latest.pop(thread_id, None)
+                self._tails.pop(thread_id, None)
+
+    def prune(self, thread_id: str, *, keep: int) -> int:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1 (the latest checkpoint is always kept), got {keep!r}")
+        with self._lock, _mapped(f"cannot prune thread {thread_id!r}"):
+            self._read()
+            latest = self._latest_step(thread_id)
+            if latest is None:
+                raise ThreadNotFoundError(thread_id)
+            cutoff = latest - keep + 1
+            row = self._con.execute(
+                f"SELECT count(*) FROM {self._cp_table} WHERE thread_id = ? AND step < ?",
+                [thread_id, cutoff],
+            ).fetchone()
+            gone = 0 if row is None else int(row[0])
+            if not gone:
+                return 0
+            # The oldest kept step must hold its growable fields in full once older rows are gone.
+            first = self._load_range(thread_id, cutoff, cutoff)[0]
+            full = {
+                name: encode_checked(
+                    self._fields[name],
+                    self._serde.converter.unstructure(getattr(first.state, name), unstructure_as=self._field_types[name]),
+                    f"state.{name}",
+                )
+                for name in self._growable
+            }
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(
+                    f"DELETE FROM {self._up_table} WHERE thread_id = ? AND step < ?", [thread_id, cutoff]
+                )
+                con.execute(
+                    f"DELETE FROM {self._cp_table} WHERE thread_id = ? AND step < ?", [thread_id, cutoff]
+                )
+                for name, value in full.items():
+                    con.execute(
+                        f"UPDATE {self._cp_table} SET state = struct_update(state, {quote(name)} := "
+                        f"?::{self._fields[name].sql}), base = true WHERE thread_id = ? AND step = ?",
+                        [value, thread_id, cutoff],
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                self._tails.pop(thread_id, None)
+            return gone
+
+
+def _write_row(w: NodeWrite[object]) -> dict[str, Any]:
+    return {
+        "node": w.node,
+        "goto": None if w.goto is None else list(w.goto),
+        "duration": float(w.duration),
+        "updates": len(w.updates),
+    }
+
+
+def _writes(
+    rows: Sequence[Mapping[str, Any]],
+    updates: Mapping[tuple[int, bool, int], list[object]],
+    step: int,
+    pending: bool,
+) -> tuple[NodeWrite[object], ...]:
+    return tuple(
+        NodeWrite(
+            node=r["node"],
+            updates=tuple(updates.get((step, pending, i), ())),
+            goto=None if r["goto"] is None else tuple(r["goto"]),
+            duration=r["duration"],
+        )
+        for i, r in enumerate(rows)
+    )
