@@ -589,6 +589,16 @@ class Runner(Generic[S]):
         )
         yield _Save(done)
         if logger.isEnabledFor(logging.DEBUG):
+            for w in writes:
+                logger.debug(
+                    "thread %r step %d: node %r wrote %d update(s) in %.6fs",
+                    tid,
+                    step,
+                    w.node,
+                    len(w.updates),
+                    w.duration,
+                    extra={"thread_id": tid, "step": step, "node": w.node},
+                )
             logger.debug(
                 "thread %r step %d ran %s, next %s",
                 tid,
