@@ -7,6 +7,8 @@ every step so runs can be resumed, forked and queried.
 
 from __future__ import annotations
 
+import logging
+
 from typedflow import reducers
 from typedflow.checkpoint.base import (
     Checkpoint,
@@ -89,3 +91,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# A library logs, the application decides where records go (and nothing prints by default).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
