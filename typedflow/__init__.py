@@ -5,8 +5,6 @@ functions, and run them with :class:`Runner`, which saves a checkpoint after
 every step so runs can be resumed, forked and queried.
 """
 
-from __future__ import annotations
-
 import logging
 
 from typedflow import reducers
