@@ -40,7 +40,7 @@ from typedflow.errors import (
     UpdateTypeError,
 )
 from typedflow.nodes import END, Goto, Interrupt, Node, NodeOutput
-from typedflow.runner import Completed, Interrupted, RunResult, Runner
+from typedflow.runner import Completed, Interrupted, Runner, RunResult
 from typedflow.schema import UNSET, StateSchema, Unset, field, is_set
 
 __all__ = [

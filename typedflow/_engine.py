@@ -22,7 +22,9 @@ __all__ = ["Outcome", "apply_update", "failure_of", "outcome_of"]
 def failure_of(node: str, exc: BaseException) -> NodeFailure:
     """Describe an exception for a checkpoint's ``failures``."""
     cls = type(exc)
-    return NodeFailure(node=node, error_type=f"{cls.__module__}.{cls.__qualname__}", message=str(exc))
+    return NodeFailure(
+        node=node, error_type=f"{cls.__module__}.{cls.__qualname__}", message=str(exc)
+    )
 
 
 @attrs.define(slots=True)

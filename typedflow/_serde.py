@@ -22,7 +22,8 @@ import functools
 import threading
 import types
 import typing
-from collections.abc import Mapping, Sequence, Set as AbstractSet
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from typing import Any, Final, Generic, Literal, cast
 
@@ -40,13 +41,27 @@ __all__ = ["Serde", "is_immutable_type", "is_unset_type", "make_converter"]
 TAG: Final = "_type"
 """The key that names the class of a value whose declared type is a union of attrs classes."""
 
-_SCALARS: Final = (str, int, float, bool, bytes, type(None), dt.datetime, dt.date, dt.time, dt.timedelta, Decimal)
+_SCALARS: Final = (
+    str,
+    int,
+    float,
+    bool,
+    bytes,
+    type(None),
+    dt.datetime,
+    dt.date,
+    dt.time,
+    dt.timedelta,
+    Decimal,
+)
 
 
 def make_converter() -> cattrs.Converter:
     """A new converter configured the way typedflow stores values (see the module doc)."""
     # Sets become lists so that plain data is JSON-shaped (and DuckDB reads it as a LIST).
-    conv = cattrs.Converter(detailed_validation=True, unstruct_collection_overrides={AbstractSet: list})
+    conv = cattrs.Converter(
+        detailed_validation=True, unstruct_collection_overrides={AbstractSet: list}
+    )
     _install(conv)
     return conv
 
@@ -243,8 +258,12 @@ class Serde(Generic[S]):
             state=self.load_state(data["state"], path=f"{where}.state"),
             next=tuple(data["next"]),
             status=data["status"],
-            writes=tuple(self._load_write(w, f"{where}.writes[{i}]") for i, w in enumerate(data["writes"])),
-            pending=tuple(self._load_write(w, f"{where}.pending[{i}]") for i, w in enumerate(data["pending"])),
+            writes=tuple(
+                self._load_write(w, f"{where}.writes[{i}]") for i, w in enumerate(data["writes"])
+            ),
+            pending=tuple(
+                self._load_write(w, f"{where}.pending[{i}]") for i, w in enumerate(data["pending"])
+            ),
             failures=tuple(NodeFailure(**f) for f in data["failures"]),
             reason=data["reason"],
             duration=data["duration"],
@@ -266,7 +285,8 @@ class Serde(Generic[S]):
         return NodeWrite(
             node=data["node"],
             updates=tuple(
-                self.load_update(u, path=f"{path}.updates[{i}]") for i, u in enumerate(data["updates"])
+                self.load_update(u, path=f"{path}.updates[{i}]")
+                for i, u in enumerate(data["updates"])
             ),
             goto=None if goto is None else tuple(goto),
             duration=data.get("duration", 0.0),

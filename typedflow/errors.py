@@ -5,7 +5,7 @@ fits it, so ``except LookupError`` and ``except TypedflowError`` both work::
 
     TypedflowError
     ├── SchemaError (TypeError)           a state or update class typedflow cannot use
-    ├── GraphError (TypeError)            a graph that cannot run: unknown, duplicate or missing nodes
+    ├── GraphError (TypeError)            a graph that cannot run (unknown or duplicate nodes, ...)
     ├── RunError (RuntimeError)           a run stopped; carries thread_id and step
     │   ├── NodeError                     a node raised; carries node, chains the node's exception
     │   │   └── NodeTimeoutError (TimeoutError)   a node ran past the runner's node_timeout
@@ -19,7 +19,7 @@ fits it, so ``except LookupError`` and ``except TypedflowError`` both work::
     └── CheckpointError (RuntimeError)    the checkpointer could not save or load
         ├── ConflictError                 that (thread, step) was already written by someone else
         ├── StoreLockedError              the store is in use by another process
-        ├── SerializationError (TypeError)    a value could not be (de)serialized; carries the field path
+        ├── SerializationError (TypeError)    a value could not be (de)serialized; names the field
         └── IncompatibleSchemaError       stored rows do not fit the current schema; names the field
 """
 

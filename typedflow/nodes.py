@@ -87,9 +87,9 @@ class Node(Generic[S]):
         node_name = name if name is not None else getattr(fn, "__name__", None)
         if not isinstance(node_name, str) or not node_name or node_name == "<lambda>":
             raise GraphError(
-                f"cannot name the node made from {fn!r}: pass name=... to {schema.__qualname__}.node"
+                f"cannot name the node made from {fn!r}: "
+                f"pass name=... to {schema.__qualname__}.node"
             )
         if node_name == END or node_name.startswith("__"):
             raise GraphError(f"node name {node_name!r} is reserved: names may not start with '__'")
         return cls(node_name, fn, schema, inspect.iscoroutinefunction(fn))
-

@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Generator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, cast
 
 import attrs
@@ -113,7 +122,9 @@ class _Done:
 
 
 _Request: TypeAlias = _RunNodes | _Save
-_Core: TypeAlias = Generator[_Request, "dict[str, Outcome] | None", "Completed[Any] | Interrupted[Any]"]
+_Core: TypeAlias = Generator[
+    _Request, "dict[str, Outcome] | None", "Completed[Any] | Interrupted[Any]"
+]
 
 
 def _names(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -165,7 +176,10 @@ class Runner(Generic[S]):
         self._nodes: dict[str, Node[S]] = {}
         for node in nodes:
             if not isinstance(node, Node):
-                raise GraphError(f"{node!r} is not a Node: decorate the function with @{schema.__qualname__}.node")
+                raise GraphError(
+                    f"{node!r} is not a Node: "
+                    f"decorate the function with @{schema.__qualname__}.node"
+                )
             if node.schema is not schema:
                 raise GraphError(
                     f"node {node.name!r} belongs to schema {node.schema.__qualname__}, "
@@ -198,9 +212,13 @@ class Runner(Generic[S]):
         if step_limit < 1:
             raise GraphError(f"step_limit must be a whole number of at least 1, got {step_limit!r}")
         if concurrency < 1:
-            raise GraphError(f"concurrency must be a whole number of at least 1, got {concurrency!r}")
+            raise GraphError(
+                f"concurrency must be a whole number of at least 1, got {concurrency!r}"
+            )
         if node_timeout is not None and not node_timeout > 0:
-            raise GraphError(f"node_timeout must be a positive number of seconds, got {node_timeout!r}")
+            raise GraphError(
+                f"node_timeout must be a positive number of seconds, got {node_timeout!r}"
+            )
         if checkpointer is not None and checkpointer.schema is not schema:
             raise GraphError(
                 f"the checkpointer stores {checkpointer.schema.__qualname__}, "
@@ -368,7 +386,9 @@ class Runner(Generic[S]):
 
     def _saver(self) -> Checkpointer[S]:
         if self._checkpointer is None:
-            raise GraphError("this runner has no checkpointer: pass checkpointer=... to resume or fork runs")
+            raise GraphError(
+                "this runner has no checkpointer: pass checkpointer=... to resume or fork runs"
+            )
         return self._checkpointer
 
     def _start(
@@ -419,7 +439,10 @@ class Runner(Generic[S]):
             cp: Checkpoint[S]
             if as_thread is not None:
                 # fork() recovers the schema through a protocol; it returns this runner's S.
-                cp = cast("Checkpoint[S]", history.fork(thread_id, origin.step, as_thread, metadata=metadata))
+                cp = cast(
+                    "Checkpoint[S]",
+                    history.fork(thread_id, origin.step, as_thread, metadata=metadata),
+                )
             elif origin.step == latest.step:
                 cp = latest
             else:
@@ -438,7 +461,9 @@ class Runner(Generic[S]):
                     step=cp.step + 1,
                     node=RESUME_WRITER,
                 )
-            state = apply_update(cp.state, update, thread_id=cp.thread_id, step=cp.step + 1, node=RESUME_WRITER)
+            state = apply_update(
+                cp.state, update, thread_id=cp.thread_id, step=cp.step + 1, node=RESUME_WRITER
+            )
             cp = Checkpoint(
                 thread_id=cp.thread_id,
                 step=cp.step + 1,
@@ -501,9 +526,7 @@ class Runner(Generic[S]):
         to_run = tuple(n for n in cp.next if n not in pending)
         ran = yield _RunNodes(cp.state, to_run, tid, step)
         results = ran or {}
-        outcomes = [
-            Outcome(n, write=pending[n]) if n in pending else results[n] for n in cp.next
-        ]
+        outcomes = [Outcome(n, write=pending[n]) if n in pending else results[n] for n in cp.next]
         failed = [o for o in outcomes if o.error is not None]
         stopped = [o for o in outcomes if o.interrupt is not None]
         if failed or stopped:
@@ -542,7 +565,9 @@ class Runner(Generic[S]):
             successors: list[str] = []
             for w in writes:
                 current = w.node
-                for target in w.goto if w.goto is not None else self._successors(w.node, state, tid, step):
+                for target in (
+                    w.goto if w.goto is not None else self._successors(w.node, state, tid, step)
+                ):
                     if target == END:
                         continue
                     if target not in self._nodes:
@@ -702,7 +727,7 @@ class Runner(Generic[S]):
         t0 = _clock.perf_counter()
         try:
             value = self._nodes[name].fn(request.state)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # any failure of user code is the node's failure
             return node_failed(name, exc, thread_id=request.thread_id, step=request.step)
         return outcome_of(
             name,
@@ -745,7 +770,7 @@ class Runner(Generic[S]):
                     if task is not None and task.cancelling():
                         raise  # the run itself is being cancelled: let it stop
                     return node_failed(name, exc, thread_id=request.thread_id, step=request.step)  # type: ignore[arg-type]  # CancelledError raised inside the node is its failure
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  # see _run_sync
                     return node_failed(name, exc, thread_id=request.thread_id, step=request.step)
                 return outcome_of(
                     name,
@@ -791,4 +816,3 @@ def _log_failure(thread_id: str, step: int, node: str, what: str) -> None:
         node,
         extra={"thread_id": thread_id, "step": step, "node": node},
     )
-

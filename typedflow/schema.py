@@ -25,10 +25,21 @@ import threading
 import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeAlias, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Final,
+    Generic,
+    Literal,
+    Self,
+    TypeAlias,
+    cast,
+    overload,
+)
 
 import attrs
-from typing_extensions import Self, TypeIs
+from typing_extensions import TypeIs
 
 from typedflow._typing import F, U, V
 from typedflow.errors import SchemaError
@@ -67,7 +78,9 @@ def is_set(value: V | Unset) -> TypeIs[V]:
 @overload
 def field(*, default: F, reducer: Callable[[F, Any], F] = ..., doc: str = "") -> F: ...
 @overload
-def field(*, factory: Callable[[], F], reducer: Callable[[F, Any], F] = ..., doc: str = "") -> F: ...
+def field(
+    *, factory: Callable[[], F], reducer: Callable[[F, Any], F] = ..., doc: str = ""
+) -> F: ...
 def field(
     *,
     default: Any = attrs.NOTHING,
@@ -208,7 +221,9 @@ def _inspect(schema: type[StateSchema[Any]]) -> SchemaInfo:
     name = schema.__qualname__
     if not isinstance(schema, type) or not issubclass(schema, StateSchema):  # type: ignore[redundant-expr]  # untyped callers may pass anything
         raise SchemaError(f"{schema!r} is not a StateSchema subclass")
-    if not attrs.has(cast(type, schema)):  # cast: keep the StateSchema type; attrs.has would narrow it
+    if not attrs.has(
+        cast(type, schema)
+    ):  # cast: keep the StateSchema type; attrs.has would narrow it
         raise SchemaError(
             f"state schema {name} is not an attrs class: decorate it with @attrs.frozen"
         )

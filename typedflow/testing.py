@@ -72,11 +72,11 @@ class ContractUpdate:
     """Added to ``n``."""
     items: str | Unset = UNSET
     """Appended to ``items``."""
-    note: str | None | Unset = UNSET
+    note: str | Unset | None = UNSET
     """Replaces ``note``."""
     tags: dict[str, int] | Unset = UNSET
     """Merged into ``tags``."""
-    best: Tag | None | Unset = UNSET
+    best: Tag | Unset | None = UNSET
     """Replaces ``best``."""
 
 
@@ -124,7 +124,9 @@ def make_checkpoint(
         "next": next,
         "created_at": _T0 + timedelta(seconds=step),
         "writes": (
-            NodeWrite(node="a", updates=(ContractUpdate(n=1, items=f"item {step}"),), duration=0.25),
+            NodeWrite(
+                node="a", updates=(ContractUpdate(n=1, items=f"item {step}"),), duration=0.25
+            ),
         )
         if step
         else (),
@@ -169,8 +171,14 @@ class CheckpointerContract(ABC):
             1,
             n=5,
             status="error",
-            pending=(NodeWrite(node="b", updates=(ContractUpdate(note=None, tags={"x": 1}),), goto=("c", END)),),
-            failures=(NodeFailure(node="c", error_type="builtins.ValueError", message="bad 'input'"),),
+            pending=(
+                NodeWrite(
+                    node="b", updates=(ContractUpdate(note=None, tags={"x": 1}),), goto=("c", END)
+                ),
+            ),
+            failures=(
+                NodeFailure(node="c", error_type="builtins.ValueError", message="bad 'input'"),
+            ),
             reason="node 'c' failed",
         )
         cp.save(first)
@@ -179,9 +187,15 @@ class CheckpointerContract(ABC):
         assert cp.load_at("t", 0) == first
         assert cp.load_at("t", 1).pending[0].updates[0].note is None
 
-    def test_update_fields_keep_unset_apart_from_none(self, cp: HistoryCheckpointer[ContractState]) -> None:
+    def test_update_fields_keep_unset_apart_from_none(
+        self, cp: HistoryCheckpointer[ContractState]
+    ) -> None:
         update = ContractUpdate(note=None, best=Tag("x"))
-        cp.save(make_checkpoint("t", 0, writes=(NodeWrite(node="a", updates=(update, ContractUpdate())),)))
+        cp.save(
+            make_checkpoint(
+                "t", 0, writes=(NodeWrite(node="a", updates=(update, ContractUpdate())),)
+            )
+        )
         loaded = cp.load("t").writes[0].updates
         assert loaded == (update, ContractUpdate())
         assert loaded[0].n is UNSET
@@ -241,7 +255,9 @@ class CheckpointerContract(ABC):
         with pytest.raises(ConflictError):
             cp.save(make_checkpoint("t", 1, parent=ParentRef(thread_id="x", step=0)))
 
-    def test_first_checkpoint_may_start_at_any_step(self, cp: HistoryCheckpointer[ContractState]) -> None:
+    def test_first_checkpoint_may_start_at_any_step(
+        self, cp: HistoryCheckpointer[ContractState]
+    ) -> None:
         cp.save(make_checkpoint("f", 4, parent=ParentRef(thread_id="o", step=4)))
         cp.save(make_checkpoint("f", 5))
         assert [c.step for c in cp.history("f")] == [5, 4]
@@ -279,13 +295,20 @@ class CheckpointerContract(ABC):
 
     # -- fork, delete, prune -----------------------------------------------------------------
 
-    def test_fork_copies_and_stays_independent(self, cp: HistoryCheckpointer[ContractState]) -> None:
+    def test_fork_copies_and_stays_independent(
+        self, cp: HistoryCheckpointer[ContractState]
+    ) -> None:
         for step in range(4):
             cp.save(make_checkpoint("o", step, n=step))
         before = cp.history("o")
         forked = cp.fork("o", 2, "f")
         assert forked.parent == ParentRef(thread_id="o", step=2)
-        assert (forked.thread_id, forked.step, forked.state, forked.next) == ("f", 2, cp.load_at("o", 2).state, ("a",))
+        assert (forked.thread_id, forked.step, forked.state, forked.next) == (
+            "f",
+            2,
+            cp.load_at("o", 2).state,
+            ("a",),
+        )
         cp.save(make_checkpoint("f", 3, n=100))
         cp.save(make_checkpoint("o", 4, n=4))
         assert cp.history("o")[1:] == before
@@ -297,7 +320,9 @@ class CheckpointerContract(ABC):
         self, cp: HistoryCheckpointer[ContractState]
     ) -> None:
         cp.save(make_checkpoint("o", 0, n=3))
-        forked = cp.fork("o", 0, "f", update=ContractUpdate(n=10, items="forked"), metadata={"why": "test"})
+        forked = cp.fork(
+            "o", 0, "f", update=ContractUpdate(n=10, items="forked"), metadata={"why": "test"}
+        )
         assert forked.state.n == 13
         assert forked.state.items[-1] == "forked"
         assert forked.writes[0].node == FORK_WRITER
@@ -351,7 +376,9 @@ class CheckpointerContract(ABC):
 
     # -- durability --------------------------------------------------------------------------
 
-    def test_reopen_keeps_everything(self, cp: HistoryCheckpointer[ContractState], tmp_path: Path) -> None:
+    def test_reopen_keeps_everything(
+        self, cp: HistoryCheckpointer[ContractState], tmp_path: Path
+    ) -> None:
         for step in range(3):
             cp.save(make_checkpoint("t", step, n=step))
         cp.fork("t", 1, "f", update=ContractUpdate(n=1))
@@ -400,7 +427,7 @@ class CheckpointerContract(ABC):
             try:
                 for step in range(20):
                     cp.save(make_checkpoint(f"w{i}", step, n=step))
-            except BaseException as exc:  # collected and re-raised by the test
+            except BaseException as exc:  # noqa: BLE001  # collected; the test asserts none
                 errors.append(exc)
 
         workers = [threading.Thread(target=write, args=(i,)) for i in range(8)]
@@ -412,7 +439,9 @@ class CheckpointerContract(ABC):
         for i in range(8):
             assert [c.state.n for c in cp.history(f"w{i}")] == list(range(19, -1, -1))
 
-    def test_racing_writers_never_fork_history(self, cp: HistoryCheckpointer[ContractState]) -> None:
+    def test_racing_writers_never_fork_history(
+        self, cp: HistoryCheckpointer[ContractState]
+    ) -> None:
         cp.save(make_checkpoint("t", 0))
         barrier = threading.Barrier(4)
         outcomes: list[str] = []
@@ -459,7 +488,9 @@ class CheckpointerContract(ABC):
 
         @ContractState.node
         def review(state: ContractState) -> Goto[ContractUpdate]:
-            return Goto(END if state.note == "approved" else "count", update=ContractUpdate(best=Tag("r")))
+            return Goto(
+                END if state.note == "approved" else "count", update=ContractUpdate(best=Tag("r"))
+            )
 
         runner = Runner(
             ContractState,

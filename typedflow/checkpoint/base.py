@@ -46,8 +46,7 @@ from typedflow.errors import ConflictError, ThreadNotFoundError, UpdateTypeError
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = [
     "FORK_WRITER",
@@ -269,10 +268,10 @@ class Checkpointer(ABC, Generic[S]):
     def threads(self) -> list[ThreadInfo]:
         """Every stored thread, oldest first."""
 
-    def flush(self) -> None:  # noqa: B027  # optional hook: backends without buffering have nothing to do
+    def flush(self) -> None:  # optional hook: backends without buffering have nothing to do
         """Make every saved checkpoint durable now (for batched durability)."""
 
-    def close(self) -> None:  # noqa: B027  # optional hook: in-memory backends hold no resources
+    def close(self) -> None:  # optional hook: in-memory backends hold no resources
         """Flush and release the backend's resources."""
 
     def __enter__(self) -> Self:
@@ -373,7 +372,9 @@ class HistoryCheckpointer(Checkpointer[S]):
                     step=step,
                     node=FORK_WRITER,
                 )
-            state = apply_update(state, update, thread_id=new_thread_id, step=step, node=FORK_WRITER)
+            state = apply_update(
+                state, update, thread_id=new_thread_id, step=step, node=FORK_WRITER
+            )
             writes = (NodeWrite(node=FORK_WRITER, updates=(update,)),)
             pending = ()
         try:

@@ -89,7 +89,10 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                 )
             thread.items.append(stored)
             thread.info = attrs.evolve(
-                thread.info, latest_step=checkpoint.step, status=checkpoint.status, done=checkpoint.done
+                thread.info,
+                latest_step=checkpoint.step,
+                status=checkpoint.status,
+                done=checkpoint.done,
             )
 
     def load(self, thread_id: str) -> Checkpoint[S]:
@@ -107,7 +110,11 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
             raise ValueError(f"limit must be at least 0, got {limit!r}")
         with self._lock:
             thread = self._get(thread_id)
-            end = len(thread.items) if before is None else max(0, min(len(thread.items), before - thread.first))
+            end = (
+                len(thread.items)
+                if before is None
+                else max(0, min(len(thread.items), before - thread.first))
+            )
             start = 0 if limit is None else max(0, end - limit)
             items = thread.items[start:end]
         return [self._out(cp) for cp in reversed(items)]
@@ -117,7 +124,11 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
             thread = self._get(thread_id)
             index = step - thread.first
             if not 0 <= index < len(thread.items):
-                detail = "pruned" if 0 <= step < thread.first else f"its steps are {thread.first}..{thread.first + len(thread.items) - 1}"
+                detail = (
+                    "pruned"
+                    if 0 <= step < thread.first
+                    else f"its steps are {thread.first}..{thread.first + len(thread.items) - 1}"
+                )
                 raise StepNotFoundError(thread_id, step, detail)
             return self._out(thread.items[index])
 
@@ -128,7 +139,9 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
 
     def prune(self, thread_id: str, *, keep: int) -> int:
         if keep < 1:
-            raise ValueError(f"keep must be at least 1 (the latest checkpoint is always kept), got {keep!r}")
+            raise ValueError(
+                f"keep must be at least 1 (the latest checkpoint is always kept), got {keep!r}"
+            )
         with self._lock:
             thread = self._get(thread_id)
             gone = max(0, len(thread.items) - keep)
