@@ -22,7 +22,24 @@ class _Thread:
     first: int
     """The step of ``items[0]`` (moves up when old steps are pruned)."""
     items: list[Checkpoint[Any]]
-    info: ThreadInfo
+    """The stored checkpoints, oldest first, one per step from ``first`` on."""
+    created: Checkpoint[Any]
+    """The thread's first checkpoint ever (for its creation time, parent and schema version)."""
+    schema_version: int
+    """The schema version when the thread was created."""
+
+    def info(self, schema_name: str) -> ThreadInfo:
+        latest = self.items[-1]
+        return ThreadInfo(
+            thread_id=latest.thread_id,
+            schema_name=schema_name,
+            schema_version=self.schema_version,
+            created_at=self.created.created_at,
+            latest_step=latest.step,
+            status=latest.status,
+            done=latest.done,
+            parent=self.created.parent,
+        )
 
 
 class InMemoryCheckpointer(HistoryCheckpointer[S]):
@@ -67,19 +84,11 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                 self._threads[checkpoint.thread_id] = _Thread(
                     first=checkpoint.step,
                     items=[stored],
-                    info=ThreadInfo(
-                        thread_id=checkpoint.thread_id,
-                        schema_name=self._schema.__qualname__,
-                        schema_version=self._schema.schema_version,
-                        created_at=checkpoint.created_at,
-                        latest_step=checkpoint.step,
-                        status=checkpoint.status,
-                        done=checkpoint.done,
-                        parent=checkpoint.parent,
-                    ),
+                    created=stored,
+                    schema_version=self._schema.schema_version,
                 )
                 return
-            latest = thread.info.latest_step
+            latest = thread.items[-1].step
             if checkpoint.step <= latest or checkpoint.parent is not None:
                 raise ConflictError(checkpoint.thread_id, checkpoint.step, latest)
             if checkpoint.step != latest + 1:
@@ -88,12 +97,6 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                     f"must be step {latest + 1}, got step {checkpoint.step}"
                 )
             thread.items.append(stored)
-            thread.info = attrs.evolve(
-                thread.info,
-                latest_step=checkpoint.step,
-                status=checkpoint.status,
-                done=checkpoint.done,
-            )
 
     def load(self, thread_id: str) -> Checkpoint[S]:
         with self._lock:
@@ -101,7 +104,8 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
 
     def threads(self) -> list[ThreadInfo]:
         with self._lock:
-            return sorted((t.info for t in self._threads.values()), key=lambda i: i.created_at)
+            infos = [t.info(self._schema.__qualname__) for t in self._threads.values()]
+        return sorted(infos, key=lambda i: i.created_at)
 
     def history(
         self, thread_id: str, *, limit: int | None = None, before: int | None = None
