@@ -37,6 +37,7 @@ from typedflow.checkpoint.base import (
     HistoryCheckpointer,
     Metadata,
     NodeWrite,
+    freeze_metadata,
 )
 from typedflow.errors import (
     ConflictError,
@@ -401,7 +402,7 @@ class Runner(Generic[S]):
         tid = thread_id if thread_id is not None else _clock.new_thread_id()
         if not tid:
             raise TypeError(f"thread_id must be a non-empty str, got {tid!r}")
-        meta = metadata or {}
+        meta = freeze_metadata(metadata or {})  # once per run, not once per checkpoint
         before = [n for n in self._entry if n in self._interrupt_before]
         cp0: Checkpoint[S] = Checkpoint(
             thread_id=tid,
@@ -451,7 +452,7 @@ class Runner(Generic[S]):
             if as_thread is not None:
                 raise GraphError("as_thread= goes with from_step=: name the step to fork from")
             cp = saver.load(thread_id)
-        meta = metadata if metadata is not None else cp.metadata
+        meta = freeze_metadata(metadata) if metadata is not None else cp.metadata
         if update is not None:
             if not self._info.check_update(update):
                 raise UpdateTypeError(
@@ -527,8 +528,13 @@ class Runner(Generic[S]):
         ran = yield _RunNodes(cp.state, to_run, tid, step)
         results = ran or {}
         outcomes = [Outcome(n, write=pending[n]) if n in pending else results[n] for n in cp.next]
-        failed = [o for o in outcomes if o.error is not None]
-        stopped = [o for o in outcomes if o.interrupt is not None]
+        failed: list[Outcome] = []
+        stopped: list[Outcome] = []
+        for o in outcomes:
+            if o.error is not None:
+                failed.append(o)
+            elif o.interrupt is not None:
+                stopped.append(o)
         if failed or stopped:
             # The step cannot complete: keep the state, queue the same nodes again, and keep
             # the writes of the nodes that finished so a resume runs only the rest.

@@ -56,6 +56,7 @@ __all__ = [
     "FrozenMetadata",
     "HistoryCheckpointer",
     "Metadata",
+    "freeze_metadata",
     "NodeFailure",
     "NodeWrite",
     "ParentRef",
@@ -114,7 +115,8 @@ class FrozenMetadata(Mapping[str, MetadataValue]):
         return (FrozenMetadata, (self._data,))
 
 
-def _freeze_metadata(value: Metadata) -> Metadata:
+def freeze_metadata(value: Metadata) -> Metadata:
+    """A checked, read-only copy of run metadata (JSON scalars only)."""
     if isinstance(value, FrozenMetadata):
         return value
     for key, item in value.items():
@@ -188,7 +190,7 @@ class Checkpoint(Generic[S_co]):
     """When the checkpoint was made (UTC)."""
     parent: ParentRef | None = None
     """For the first checkpoint of a fork: the thread and step it was forked from."""
-    metadata: Metadata = attrs.field(factory=FrozenMetadata, converter=_freeze_metadata)
+    metadata: Metadata = attrs.field(factory=FrozenMetadata, converter=freeze_metadata)
     """Free-form metadata given to the run (read-only)."""
 
     @property
