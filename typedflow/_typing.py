@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from typing_extensions import TypeVar
 
@@ -38,6 +38,16 @@ V = TypeVar("V")
 
 F = TypeVar("F")
 """The type of a state field that a reducer combines."""
+
+A = TypeVar("A", bound="SupportsClosedAdd")
+"""A value whose ``+`` gives a value of its own type (``int``, ``float``, ``str``, tuples)."""
+
+
+class SupportsClosedAdd(Protocol):
+    """A type closed under ``+``: ``int``, ``float``, ``Decimal``, ``timedelta``, ``str``,
+    tuples; not ``bool`` (``True + True`` is an ``int``), sets or mappings."""
+
+    def __add__(self, other: Self, /) -> Self: ...
 
 
 class Applies(Protocol[U_contra, S_co]):

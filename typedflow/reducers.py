@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeAlias
 
-from typedflow._typing import F, K, T, V
+from typedflow._typing import A, F, K, T, V
 
 __all__ = [
     "Reducer",
@@ -45,14 +45,13 @@ def extend(current: tuple[T, ...], value: Iterable[T]) -> tuple[T, ...]:
     return (*current, *value)
 
 
-def add(current: T, value: T) -> T:
+def add(current: A, value: A) -> A:
     """Add the update's value to a numeric field (``current + value``).
 
     Works for any type whose ``+`` returns its own type: ``int``, ``float``,
-    ``Decimal``, ``timedelta``.
+    ``Decimal``, ``timedelta`` (and ``str`` or tuples, which it concatenates).
     """
-    total: T = current + value  # type: ignore[operator]  # T is any type with a closed ``+``; mypy cannot bound a TypeVar by an operator
-    return total
+    return current + value
 
 
 def merge(current: Mapping[K, V], value: Mapping[K, V]) -> dict[K, V]:

@@ -32,6 +32,7 @@ from typing import (
     Final,
     Generic,
     Literal,
+    Never,
     Self,
     TypeAlias,
     cast,
@@ -75,19 +76,27 @@ def is_set(value: V | Unset) -> TypeIs[V]:
     return value is not UNSET
 
 
-@overload
-def field(*, default: F, reducer: Callable[[F, Any], F] = ..., doc: str = "") -> F: ...
-@overload
-def field(
-    *, factory: Callable[[], F], reducer: Callable[[F, Any], F] = ..., doc: str = ""
-) -> F: ...
+@typing.final
+class _NoDefault:
+    """The type of the sentinel that marks ``field(default=...)`` as not given."""
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+_NO_DEFAULT: Final = _NoDefault()
+
+
+# Deliberately one signature, not an overload per default/factory form: mypy infers the
+# arguments of an overloaded call without context first, so a lambda given to a generic
+# reducer factory (``merge_by_key(lambda m: m.id)``) would not learn the field's item type.
 def field(
     *,
-    default: Any = attrs.NOTHING,
-    factory: Callable[[], Any] | None = None,
-    reducer: Callable[[Any, Any], Any] = replace,
+    default: F | _NoDefault = _NO_DEFAULT,
+    factory: Callable[[], F] | None = None,
+    reducer: Callable[[F, Never], F] = replace,
     doc: str = "",
-) -> Any:
+) -> F:
     """Declare a state field with the reducer that folds updates into it.
 
     Args:
@@ -96,14 +105,22 @@ def field(
         reducer: ``(current, value) -> new``; :func:`typedflow.reducers.replace` if omitted.
         doc: Documentation kept in the field's metadata.
 
-    mypy checks that ``reducer`` fits the annotated type of the field.
+    Raises:
+        TypeError: neither or both of ``default`` and ``factory`` were given, or
+            ``reducer`` is not callable.
+
+    mypy checks that ``reducer`` fits the annotated type of the field: it must take
+    the field's current value and return a value of the field's type. (The value
+    parameter is typed ``Never`` so that it accepts a reducer of any value type
+    without letting a generic reducer such as ``add`` solve its type variable to
+    ``Any``.)
     """
-    if (default is attrs.NOTHING) == (factory is None):
+    if isinstance(default, _NoDefault) == (factory is None):
         raise TypeError("typedflow.field() needs exactly one of default= or factory=")
     if not callable(reducer):
         raise TypeError(f"typedflow.field(reducer=...) must be callable, got {reducer!r}")
     metadata = {REDUCER_KEY: reducer, "doc": doc}
-    if factory is not None:
+    if isinstance(default, _NoDefault):
         return attrs.field(factory=factory, metadata=metadata)
     return attrs.field(default=default, metadata=metadata)
 
