@@ -58,9 +58,9 @@ _SCALARS: Final = (
 
 def make_converter() -> cattrs.Converter:
     """A new converter configured the way typedflow stores values (see the module doc)."""
-    # Sets become lists so that plain data is JSON-shaped (and DuckDB reads it as a LIST).
+    # Sets and tuples (``tuple[int, str]`` too) become lists, so plain data is JSON-shaped.
     conv = cattrs.Converter(
-        detailed_validation=True, unstruct_collection_overrides={AbstractSet: list}
+        detailed_validation=True, unstruct_collection_overrides={AbstractSet: list, tuple: list}
     )
     _install(conv)
     return conv
@@ -74,12 +74,45 @@ def _install(conv: cattrs.Converter) -> None:
     conv.register_structure_hook(dt.time, _structure_time)
     conv.register_structure_hook(dt.timedelta, _structure_timedelta)
     conv.register_structure_hook(bytes, _structure_bytes)
+    conv.register_structure_hook(Decimal, _structure_decimal)
+    # cattrs would convert any value with str(), int(), float() or bool(), so a corrupted
+    # value would load silently ('{...}' as a name, "no" as True, 7.5 as 7).
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(bool, _structure_bool)
     conv.register_unstructure_hook_factory(_has_unset, _unset_unstructure_factory(conv))
     conv.register_structure_hook_factory(_has_unset, _unset_structure_factory(conv))
 
 
 def _identity(value: object) -> object:
     return value
+
+
+def _structure_str(value: object, _: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a str, got {type(value).__qualname__}")
+
+
+def _structure_int(value: object, _: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected an int, got {type(value).__qualname__}")
+
+
+def _structure_float(value: object, _: object) -> float:
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):  # JSON writes 1.0 as 1 at times
+        return float(value)
+    raise TypeError(f"expected a float, got {type(value).__qualname__}")
+
+
+def _structure_bool(value: object, _: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected a bool, got {type(value).__qualname__}")
 
 
 def _structure_datetime(value: object, _: object) -> dt.datetime:
@@ -122,6 +155,14 @@ def _structure_bytes(value: object, _: object) -> bytes:
     if isinstance(value, str):  # bytes inside JSON text are base64
         return base64.b64decode(value, validate=True)
     raise TypeError(f"expected bytes, got {type(value).__qualname__}")
+
+
+def _structure_decimal(value: object, _: object) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, str):  # stored as its exact text
+        return Decimal(value)
+    raise TypeError(f"expected a Decimal, got {type(value).__qualname__}")
 
 
 def _union_args(tp: object) -> tuple[object, ...] | None:
@@ -201,8 +242,8 @@ class Serde(Generic[S]):
         if converter is not None:
             _install(self.converter)
         with _prepare_lock:
-            _prepare(self.converter, schema, schema.__qualname__, set())
-            _prepare(self.converter, self.info.update_type, "update", set())
+            _prepare(self.converter, schema, schema.__qualname__, {})
+            _prepare(self.converter, self.info.update_type, "update", {})
         self.update_type: Any = self.info.update_type
 
     # -- states and updates ------------------------------------------------------------------
@@ -215,16 +256,15 @@ class Serde(Generic[S]):
         """The state for plain data made by :meth:`dump_state`."""
         return cast("S", self._load(data, self.schema, path))
 
-    def dump_update(self, update: object) -> dict[str, Any]:
-        """An update as plain data; UNSET fields are left out; a union member is tagged."""
+    def dump_update(self, update: object) -> object:
+        """An update as plain data: an attrs update as a dict without its UNSET fields (a
+        union member tagged), an update of another type (``int``, say) as that type's data."""
         data = self._dump(update, self.update_type, "update")
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if v is not UNSET}
-        raise SerializationError(
-            f"the update {update!r} did not serialize to a mapping", path="update"
-        )
+        return data
 
-    def load_update(self, data: Mapping[str, Any], *, path: str = "update") -> object:
+    def load_update(self, data: object, *, path: str = "update") -> object:
         """The update for plain data made by :meth:`dump_update`."""
         return self._load(data, self.update_type, path)
 
@@ -317,11 +357,13 @@ class Serde(Generic[S]):
 _prepare_lock = threading.Lock()
 
 
-def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: set[int]) -> None:
+def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: dict[int, object]) -> None:
     """Check that typedflow can store ``tp`` and register hooks it needs (tagged unions)."""
     if id(tp) in seen:
         return
-    seen.add(id(tp))
+    # Keyed by id (not every type is hashable), holding the type: a type made on the fly (by
+    # get_type_hints, say) must outlive the walk, or a later one could reuse its id.
+    seen[id(tp)] = tp
     if tp is Any or tp is object:
         raise SchemaError(
             f"{path} is typed {tp!r}: typedflow stores only typed values; "
@@ -332,12 +374,19 @@ def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: set[int]) -> N
     if _is_unset(tp):
         return
     args = _union_args(tp)
+    if args is not None and _has_unset(tp):
+        # An update field: its values are those of the union without UNSET (see the hooks).
+        _prepare(conv, _without_unset(tp), path, seen)
+        return
     if args is not None:
         if _attrs_union(tp):
             members = tuple(a for a in args if a is not type(None))
             union = functools.reduce(lambda a, b: a | b, members)  # type: ignore[operator]  # attrs classes support |
-            if not _is_configured(conv, union):
-                configure_tagged_union(union, conv, tag_name=TAG)
+            # Configured on every Serde: a converter's id is no key (ids of collected converters
+            # are reused), and configuring a union again on a shared converter changes nothing.
+            configure_tagged_union(union, conv, tag_name=TAG)
+            if len(members) < len(args):
+                _configure_optional(conv, tp, union)
         for a in args:
             _prepare(conv, a, path, seen)
         return
@@ -370,15 +419,18 @@ def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: set[int]) -> N
     )
 
 
-_configured: dict[int, set[object]] = {}
+def _configure_optional(conv: cattrs.Converter, optional: object, union: object) -> None:
+    """``A | B | None``: None as itself, any other value through the tagged union ``A | B``
+    (cattrs would otherwise handle the optional union untagged, and fail to tell A from B)."""
 
+    def unstructure(value: object) -> object:
+        return None if value is None else conv.unstructure(value, unstructure_as=union)
 
-def _is_configured(conv: cattrs.Converter, union: object) -> bool:
-    done = _configured.setdefault(id(conv), set())
-    if union in done:
-        return True
-    done.add(union)
-    return False
+    def structure(value: object, _: object) -> object:
+        return None if value is None else conv.structure(value, union)  # type: ignore[arg-type]  # union is a runtime type expression
+
+    conv.register_unstructure_hook(optional, unstructure)
+    conv.register_structure_hook(optional, structure)
 
 
 def is_immutable_type(tp: object) -> bool:
@@ -386,7 +438,7 @@ def is_immutable_type(tp: object) -> bool:
     key = id(tp)
     known = _immutable_cache.get(key)
     if known is None:
-        known = _immutable(tp, set())
+        known = _immutable(tp, {})
         _immutable_cache[key] = known
     return known
 
@@ -394,10 +446,10 @@ def is_immutable_type(tp: object) -> bool:
 _immutable_cache: dict[int, bool] = {}
 
 
-def _immutable(tp: object, seen: set[int]) -> bool:
+def _immutable(tp: object, seen: dict[int, object]) -> bool:
     if id(tp) in seen:
         return True  # a recursive reference: decided by the rest of the type
-    seen.add(id(tp))
+    seen[id(tp)] = tp  # held, like in _prepare
     if isinstance(tp, type) and (issubclass(tp, _SCALARS) or issubclass(tp, enum.Enum)):
         return True
     if _is_unset(tp):

@@ -68,6 +68,8 @@ class Column:
     """True when ``encode`` and ``decode`` are both the identity (nothing to convert)."""
     fields: Mapping[str, Column] | None = None
     """For a STRUCT: its fields' columns."""
+    item: Column | None = None
+    """For a LIST: its items' column."""
     nullable: bool = False
     """True when None is a value of the type (so a NULL is not a missing field)."""
 
@@ -197,7 +199,7 @@ def _list(item: Column) -> Column:
         def encode(value: Any) -> Any:
             return None if value is None else list(value)
 
-        return Column(f"{item.sql}[]", f"{item.read_sql}[]", encode, _same)
+        return Column(f"{item.sql}[]", f"{item.read_sql}[]", encode, _same, item=item)
 
     def encode_items(value: Any) -> Any:
         return None if value is None else [item.encode(v) for v in value]
@@ -205,7 +207,7 @@ def _list(item: Column) -> Column:
     def decode_items(value: Any) -> Any:
         return None if value is None else [item.decode(v) for v in value]
 
-    return Column(f"{item.sql}[]", f"{item.read_sql}[]", encode_items, decode_items)
+    return Column(f"{item.sql}[]", f"{item.read_sql}[]", encode_items, decode_items, item=item)
 
 
 def _map(key: Column, value: Column) -> Column:
@@ -261,8 +263,28 @@ def struct_column(fields: Mapping[str, Column]) -> Column:
 
 
 def encode_checked(column: Column, value: Any, path: str) -> Any:
-    """``column.encode(value)``, with a failure raised as SerializationError naming ``path``."""
+    """``column.encode(value)``, with a failure raised as SerializationError naming the path
+    of the part that failed (``path`` or a field or item inside it)."""
     try:
         return column.encode(value)
     except (TypeError, ValueError) as exc:
-        raise SerializationError(f"cannot store {path}: {exc}", path=path) from exc
+        where = _failing_part(column, value, path)
+        raise SerializationError(f"cannot store {where}: {exc}", path=where) from exc
+
+
+def parts_of(column: Column, value: Any, path: str) -> list[tuple[str, Column, Any]]:
+    """The fields of a STRUCT value or the items of a LIST value, each with its path and column."""
+    if column.fields is not None and isinstance(value, Mapping):
+        return [(f"{path}.{n}", c, value.get(n)) for n, c in column.fields.items()]
+    if column.item is not None and isinstance(value, Sequence) and not isinstance(value, str):
+        return [(f"{path}[{i}]", column.item, v) for i, v in enumerate(value)]
+    return []
+
+
+def _failing_part(column: Column, value: Any, path: str) -> str:
+    for part_path, part_column, part in parts_of(column, value, path):
+        try:
+            part_column.encode(part)
+        except (TypeError, ValueError):
+            return _failing_part(part_column, part, part_path)
+    return path

@@ -39,6 +39,7 @@ from typedflow.checkpoint._columns import (
     Column,
     column_for,
     encode_checked,
+    parts_of,
     quote,
     struct_column,
     to_json,
@@ -92,6 +93,9 @@ def _snake(name: str) -> str:
 
 
 _CREATED_AT: Final = column_for(datetime)
+
+_FACTORY: Final[type[Any]] = type(attrs.Factory(list))
+"""The class of ``attrs.Factory(...)`` (typed as the value it makes in attrs' stubs)."""
 
 _FAILURE = "STRUCT(node VARCHAR, error_type VARCHAR, message VARCHAR)"
 _WRITE = "STRUCT(node VARCHAR, goto VARCHAR[], duration DOUBLE, updates INTEGER)"
@@ -213,6 +217,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         fields = attrs.fields(self._schema)  # type: ignore[arg-type]  # schema_info() checked it is an attrs class
         self._fields: dict[str, Column] = {a.name: column_for(hints[a.name]) for a in fields}
         self._has_default = {a.name: a.default is not attrs.NOTHING for a in fields}
+        self._defaults = {a.name: a.default for a in fields}
         self._field_types = {a.name: hints[a.name] for a in fields}
         self._growable = tuple(
             name
@@ -329,8 +334,42 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                         field=f"state.{field}",
                     )
                 self._con.execute(f"ALTER TABLE {table} ADD COLUMN {column}.{quote(field)} {sql}")
+                ufields = self._update_col.fields
+                if part == "state":
+                    self._fill_default(field)
+                elif ufields is not None and ufields[field].nullable:
+                    # The older rows left the field UNSET, but a NULL would load as None.
+                    self._con.execute(f"UPDATE {table} SET unset = list_append(unset, ?)", [field])
         self._con.execute(
             f"UPDATE {TABLES} SET layout = ? WHERE table_name = ?", [json.dumps(layout), self._table]
+        )
+
+    def _fill_default(self, name: str) -> None:
+        """Store a just-added state field's default in the older rows where a NULL would not
+        load as the default: an optional field (NULL is None) and a growing one (NULL is empty)."""
+        column = self._fields[name]
+        if not column.nullable and name not in self._growable:
+            return  # a NULL loads as the default already (see struct_column)
+        default = self._defaults[name]
+        if isinstance(default, _FACTORY):
+            if default.takes_self:
+                raise IncompatibleSchemaError(
+                    f"field state.{name} was added to {self._schema.__qualname__} with a default "
+                    "made from the instance, which stored checkpoints cannot be given: give it "
+                    "a plain default or factory",
+                    field=f"state.{name}",
+                )
+            default = default.factory()
+        plain = self._serde.converter.unstructure(default, unstructure_as=self._field_types[name])
+        value = encode_checked(column, plain, f"state.{name}")
+        if value is None or (name in self._growable and not value):
+            return
+        # Growing fields hold their full value in base rows only; the deltas after them stay empty.
+        where = " WHERE base" if name in self._growable else ""
+        self._con.execute(
+            f"UPDATE {self._cp_table} SET state = struct_update(state, {quote(name)} := "
+            f"?::{column.sql}){where}",
+            [value],
         )
 
     def _create_views(self) -> None:
@@ -497,7 +536,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         path = f"{'pending' if pending else 'writes'}[{position}].updates[{seq}]"
         plain = self._serde.dump_update(update)
         unset: list[str] = []
-        if self._update_col.fields is not None:
+        if self._update_col.fields is not None and isinstance(plain, dict):
             unset = [n for n in self._update_col.fields if n not in plain]
         return {
             "thread_id": cp.thread_id,
@@ -625,28 +664,69 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             for ticket in accepted:
                 self._latest.pop(ticket.checkpoint.thread_id, None)
                 self._tails.pop(ticket.checkpoint.thread_id, None)
+            if isinstance(exc, SerializationError) and len(accepted) > 1:
+                self._write_each(accepted)
+                return
             for ticket in accepted:
                 ticket.error = self._explain(ticket, exc)
 
+    def _write_each(self, accepted: list[_Ticket]) -> None:
+        """Write a batch DuckDB refused one checkpoint at a time, so that a bad value fails only
+        its own checkpoint (and the later steps of its thread, which build on it)."""
+        failed: dict[str, BaseException] = {}
+        for ticket in accepted:
+            cp = ticket.checkpoint
+            earlier = failed.get(cp.thread_id)
+            if earlier is not None:
+                ticket.error = CheckpointError(
+                    f"step {cp.step} of thread {cp.thread_id!r} is not stored, because an "
+                    f"earlier step of the thread could not be: {earlier}"
+                )
+                continue
+            self._write([ticket])
+            if ticket.error is not None:
+                failed[cp.thread_id] = ticket.error
+
     def _explain(self, ticket: _Ticket, exc: CheckpointError) -> CheckpointError:
         if isinstance(exc, SerializationError):
-            path = self._find_bad_value(ticket.checkpoint)
+            path = self._find_bad_value(ticket)
             if path:
                 err = SerializationError(f"cannot store {path} of thread {ticket.checkpoint.thread_id!r}, step {ticket.checkpoint.step}: {exc}", path=path)
                 err.__cause__ = exc
                 return err
         return exc
 
-    def _find_bad_value(self, cp: Checkpoint[S]) -> str:
-        """Which state field DuckDB refused (the slow path, only after a failed save)."""
+    def _find_bad_value(self, ticket: _Ticket) -> str:
+        """Where the value DuckDB refused sits (the slow path, only after a failed save)."""
+        cp = ticket.checkpoint
         conv = self._serde.converter
         for name, col in self._fields.items():
+            # The full value, not a delta, so that list indexes in the path are the state's own.
             plain = conv.unstructure(getattr(cp.state, name), unstructure_as=self._field_types[name])
-            try:
-                self._con.execute(f"SELECT ?::{col.sql}", [col.encode(plain)])
-            except duckdb.Error:
-                return f"state.{name}"
+            path = self._refused(col, col.encode(plain), f"state.{name}")
+            if path:
+                return path
+        for row in ticket.updates:
+            kind = "pending" if row["pending"] else "writes"
+            where = f"{kind}[{row['position']}].updates[{row['seq']}]"
+            path = self._refused(self._update_col, row["value"], where)
+            if path:
+                return path
         return ""
+
+    def _refused(self, column: Column, value: Any, path: str) -> str:
+        """The path of the innermost part of ``value`` that DuckDB refuses as ``column``, or ""."""
+        try:
+            self._con.execute(f"SELECT ?::{column.sql}", [value])
+        except duckdb.Error:
+            pass
+        else:
+            return ""
+        for part_path, part_column, part in parts_of(column, value, path):
+            found = self._refused(part_column, part, part_path)
+            if found:
+                return found
+        return path
 
     def _row_type(self) -> str:
         return (
