@@ -57,7 +57,7 @@ class TriageUpdate:
     """Appended to the notes."""
     attempts: int | Unset = UNSET
     """Added to the attempts."""
-    reply: str | None | Unset = UNSET
+    reply: str | Unset | None = UNSET
     """Replaces the reply."""
 
 
@@ -90,7 +90,9 @@ def _digest(text: str) -> int:
 def classify(state: Triage) -> Goto[TriageUpdate]:
     """Pick a category and a priority, then look things up in parallel."""
     h = _digest(state.ticket.text)
-    priority = Priority.HIGH if "urgent" in state.ticket.text else (Priority.LOW, Priority.NORMAL)[h % 2]
+    priority = (
+        Priority.HIGH if "urgent" in state.ticket.text else (Priority.LOW, Priority.NORMAL)[h % 2]
+    )
     return Goto(
         ["search_docs", "customer_history"],
         update=TriageUpdate(category=CATEGORIES[h % 4], priority=priority, notes="classified"),
@@ -160,7 +162,9 @@ async def generate(path: str | Path, runs: int) -> dict[str, int]:
         for i in range(runs):
             tid = f"ticket-{i:05d}"
             try:
-                await runner.ainvoke(Triage(ticket=ticket(i)), thread_id=tid, metadata={"batch": i // 500})
+                await runner.ainvoke(
+                    Triage(ticket=ticket(i)), thread_id=tid, metadata={"batch": i // 500}
+                )
                 counts["completed"] += 1
             except NodeError:
                 counts["failed"] += 1

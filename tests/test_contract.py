@@ -46,7 +46,9 @@ class TestDuckDBBatched(CheckpointerContract):
     def make_checkpointer(
         self, schema: type[ContractState], tmp_path: Path
     ) -> HistoryCheckpointer[ContractState]:
-        return DuckDBCheckpointer(schema, tmp_path / "batched.duckdb", durability="batch", batch_size=4)
+        return DuckDBCheckpointer(
+            schema, tmp_path / "batched.duckdb", durability="batch", batch_size=4
+        )
 
     def reopen(
         self,
@@ -55,4 +57,6 @@ class TestDuckDBBatched(CheckpointerContract):
         tmp_path: Path,
     ) -> HistoryCheckpointer[ContractState]:
         checkpointer.close()
-        return DuckDBCheckpointer(schema, tmp_path / "batched.duckdb", durability="batch", batch_size=4)
+        return DuckDBCheckpointer(
+            schema, tmp_path / "batched.duckdb", durability="batch", batch_size=4
+        )

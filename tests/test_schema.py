@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping  # noqa: TC003  # field types are resolved at run time
+from collections.abc import Mapping  # field types are resolved at run time
 from typing import Literal, cast
 
 import attrs

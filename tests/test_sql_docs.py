@@ -32,7 +32,9 @@ def test_docs_have_the_queries_the_contract_promises() -> None:
     assert len(QUERIES_IN_DOCS) >= 6
 
 
-@pytest.mark.parametrize("sql", QUERIES_IN_DOCS, ids=[f"query{i}" for i in range(len(QUERIES_IN_DOCS))])
+@pytest.mark.parametrize(
+    "sql", QUERIES_IN_DOCS, ids=[f"query{i}" for i in range(len(QUERIES_IN_DOCS))]
+)
 def test_documented_query_runs(database: Path, sql: str) -> None:
     con = duckdb.connect(str(database), read_only=True)
     try:
@@ -45,7 +47,9 @@ def test_documented_query_runs(database: Path, sql: str) -> None:
 def test_answers_match_what_typedflow_loads(database: Path) -> None:
     con = duckdb.connect(str(database), read_only=True)
     try:
-        per_node = dict(con.sql("SELECT node, count(*) FROM triage_writes GROUP BY node").fetchall())
+        per_node = dict(
+            con.sql("SELECT node, count(*) FROM triage_writes GROUP BY node").fetchall()
+        )
         failed = {
             row[0]
             for row in con.sql(
@@ -73,7 +77,9 @@ def test_answers_match_what_typedflow_loads(database: Path) -> None:
     assert {(t, s): (n, a) for t, s, n, a in states} == loaded_states
 
 
-def test_the_example_report_prints_every_query(database: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_example_report_prints_every_query(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     report(database)
     out = capsys.readouterr().out
     for title in QUERIES:

@@ -74,7 +74,12 @@ class Column:
     """True when None is a value of the type (so a NULL is not a missing field)."""
 
 
-def _scalar(sql: str, read_sql: str | None = None, encode: Callable[[Any], Any] = _same, decode: Callable[[Any], Any] = _same) -> Column:
+def _scalar(
+    sql: str,
+    read_sql: str | None = None,
+    encode: Callable[[Any], Any] = _same,
+    decode: Callable[[Any], Any] = _same,
+) -> Column:
     plain = encode is _same and decode is _same
     return Column(sql, read_sql or sql, encode, decode, plain=plain)
 
@@ -148,13 +153,20 @@ def _union_args(tp: object) -> tuple[object, ...] | None:
     return None
 
 
-def column_for(tp: object, *, skip: Callable[[object], bool] = lambda _: False, _seen: frozenset[int] = frozenset()) -> Column:
+def column_for(
+    tp: object,
+    *,
+    skip: Callable[[object], bool] = lambda _: False,
+    _seen: frozenset[int] = frozenset(),
+) -> Column:
     """The column for a Python type (``skip`` drops union members such as ``Unset``)."""
     args = _union_args(tp)
     if args is not None:
         members = [a for a in args if a is not type(None) and not skip(a)]
         nullable = len(members) < len(args) and type(None) in args
-        column = column_for(members[0], skip=skip, _seen=_seen) if len(members) == 1 else JSON_COLUMN
+        column = (
+            column_for(members[0], skip=skip, _seen=_seen) if len(members) == 1 else JSON_COLUMN
+        )
         return attrs.evolve(column, nullable=nullable) if nullable else column
     if typing.get_origin(tp) is typing.Annotated:
         return column_for(typing.get_args(tp)[0], skip=skip, _seen=_seen)
@@ -216,14 +228,19 @@ def _map(key: Column, value: Column) -> Column:
     def encode(data: Any) -> Any:
         if data is None:
             return None
-        return {"key": [key.encode(k) for k in data], "value": [value.encode(v) for v in data.values()]}
+        return {
+            "key": [key.encode(k) for k in data],
+            "value": [value.encode(v) for v in data.values()],
+        }
 
     def decode(data: Any) -> Any:
         if data is None:
             return None
         return {key.decode(k): value.decode(v) for k, v in data.items()}
 
-    return Column(f"MAP({key.sql}, {value.sql})", f"MAP({key.read_sql}, {value.read_sql})", encode, decode)
+    return Column(
+        f"MAP({key.sql}, {value.sql})", f"MAP({key.read_sql}, {value.read_sql})", encode, decode
+    )
 
 
 def _struct(cls: type, seen: frozenset[int]) -> Column:

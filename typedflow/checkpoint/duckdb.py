@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 import threading
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
@@ -117,7 +117,9 @@ def _mapped(action: str) -> Iterator[None]:
             ) from exc
         raise CheckpointError(f"{action}: {exc}") from exc
     except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
-        raise SerializationError(f"{action}: DuckDB could not store a value: {exc}", path="") from exc
+        raise SerializationError(
+            f"{action}: DuckDB could not store a value: {exc}", path=""
+        ) from exc
     except duckdb.Error as exc:
         raise CheckpointError(f"{action}: {exc}") from exc
 
@@ -138,7 +140,7 @@ class _Ticket:
 
 @attrs.define
 class _Tail:
-    """The last saved step of a thread and its growable fields, to store the next step as a delta."""
+    """A thread's last saved step and growable fields, to store the next step as a delta."""
 
     step: int
     values: dict[str, tuple[Any, ...]]
@@ -222,13 +224,18 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._growable = tuple(
             name
             for name, col in self._fields.items()
-            if col.sql.endswith("[]") and not col.is_json and typing.get_origin(self._field_types[name]) in (tuple, list)
+            if col.sql.endswith("[]")
+            and not col.is_json
+            and typing.get_origin(self._field_types[name]) in (tuple, list)
         )
         self._state_col = struct_column(self._fields)
         update_type = self._info.update_type
         if isinstance(update_type, type) and attrs.has(update_type):
             uhints = typing.get_type_hints(update_type)
-            ufields = {a.name: column_for(uhints[a.name], skip=is_unset_type) for a in attrs.fields(update_type)}
+            ufields = {
+                a.name: column_for(uhints[a.name], skip=is_unset_type)
+                for a in attrs.fields(update_type)
+            }
             self._update_col = struct_column(ufields)
         else:
             self._update_col = column_for(update_type, skip=is_unset_type)
@@ -237,7 +244,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         update_fields = self._update_col.fields
         return {
             "state": {n: c.sql for n, c in self._fields.items()},
-            "update": {n: c.sql for n, c in update_fields.items()} if update_fields is not None else self._update_col.sql,
+            "update": {n: c.sql for n, c in update_fields.items()}
+            if update_fields is not None
+            else self._update_col.sql,
         }
 
     def _create_or_check(self) -> None:
@@ -253,7 +262,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 )
                 con.execute(
                     f"CREATE TABLE IF NOT EXISTS {TABLES} ("
-                    "table_name VARCHAR PRIMARY KEY, schema_name VARCHAR NOT NULL, layout JSON NOT NULL)"
+                    "table_name VARCHAR PRIMARY KEY, schema_name VARCHAR NOT NULL, "
+                    "layout JSON NOT NULL)"
                 )
                 row = con.execute(
                     f"SELECT schema_name, layout FROM {TABLES} WHERE table_name = ?", [self._table]
@@ -300,12 +310,16 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 "pass table=... to keep this schema's checkpoints apart",
                 field="",
             )
-        for part, column, table in (("state", "state", self._cp_table), ("update", "value", self._up_table)):
+        for part, column, table in (
+            ("state", "state", self._cp_table),
+            ("update", "value", self._up_table),
+        ):
             old, new = stored[part], layout[part]
             if isinstance(old, str) or isinstance(new, str):
                 if old != new:
                     raise IncompatibleSchemaError(
-                        f"the {part} type of {name} changed from {old} to {new}; stored checkpoints "
+                        f"the {part} type of {name} changed from {old} to {new}; "
+                        "stored checkpoints "
                         "cannot be loaded as the new type: use a new table= or migrate them",
                         field=part,
                     )
@@ -313,7 +327,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             for field, sql in old.items():
                 if field not in new:
                     raise IncompatibleSchemaError(
-                        f"field {part}.{field} was removed from {name}, but stored checkpoints hold "
+                        f"field {part}.{field} was removed from {name}, "
+                        "but stored checkpoints hold "
                         "it; keep the field (with a default), or use a new table=",
                         field=f"{part}.{field}",
                     )
@@ -341,7 +356,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                     # The older rows left the field UNSET, but a NULL would load as None.
                     self._con.execute(f"UPDATE {table} SET unset = list_append(unset, ?)", [field])
         self._con.execute(
-            f"UPDATE {TABLES} SET layout = ? WHERE table_name = ?", [json.dumps(layout), self._table]
+            f"UPDATE {TABLES} SET layout = ? WHERE table_name = ?",
+            [json.dumps(layout), self._table],
         )
 
     def _fill_default(self, name: str) -> None:
@@ -496,7 +512,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 continue
             path = f"state.{name}"
             try:
-                plain = conv.unstructure(getattr(cp.state, name), unstructure_as=self._field_types[name])
+                plain = conv.unstructure(
+                    getattr(cp.state, name), unstructure_as=self._field_types[name]
+                )
             except Exception as exc:
                 raise SerializationError(f"cannot serialize {path}: {exc}", path=path) from exc
             state[name] = encode_checked(col, plain, path)
@@ -646,7 +664,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                             [threads],
                         )
                     con.execute(
-                        f"INSERT INTO {self._cp_table} SELECT r.* FROM (SELECT unnest(?::{self._row_type()}[]) AS r)",
+                        f"INSERT INTO {self._cp_table} SELECT r.* FROM "
+                        f"(SELECT unnest(?::{self._row_type()}[]) AS r)",
                         [rows],
                     )
                     if updates:
@@ -691,7 +710,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         if isinstance(exc, SerializationError):
             path = self._find_bad_value(ticket)
             if path:
-                err = SerializationError(f"cannot store {path} of thread {ticket.checkpoint.thread_id!r}, step {ticket.checkpoint.step}: {exc}", path=path)
+                err = SerializationError(
+                    f"cannot store {path} of thread {ticket.checkpoint.thread_id!r}, "
+                    f"step {ticket.checkpoint.step}: {exc}",
+                    path=path,
+                )
                 err.__cause__ = exc
                 return err
         return exc
@@ -702,7 +725,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         conv = self._serde.converter
         for name, col in self._fields.items():
             # The full value, not a delta, so that list indexes in the path are the state's own.
-            plain = conv.unstructure(getattr(cp.state, name), unstructure_as=self._field_types[name])
+            plain = conv.unstructure(
+                getattr(cp.state, name), unstructure_as=self._field_types[name]
+            )
             path = self._refused(col, col.encode(plain), f"state.{name}")
             if path:
                 return path
@@ -768,7 +793,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         ).fetchone()
         return None if row is None else row[0]
 
-    def _updates(self, thread_id: str, first: int, last: int) -> dict[tuple[int, bool, int], list[object]]:
+    def _updates(
+        self, thread_id: str, first: int, last: int
+    ) -> dict[tuple[int, bool, int], list[object]]:
         out: dict[tuple[int, bool, int], list[object]] = {}
         rows = self._con.execute(
             f"SELECT step, pending, position, value::{self._update_col.read_sql}, unset "
@@ -781,8 +808,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             if isinstance(plain, dict) and self._update_col.fields is not None:
                 for name in unset:
                     plain.pop(name, None)
-            path = f"checkpoint[{thread_id!r}, step {step}].{'pending' if pending else 'writes'}[{position}].update"
-            out.setdefault((step, pending, position), []).append(self._serde.load_update(plain, path=path))
+            kind = "pending" if pending else "writes"
+            path = f"checkpoint[{thread_id!r}, step {step}].{kind}[{position}].update"
+            out.setdefault((step, pending, position), []).append(
+                self._serde.load_update(plain, path=path)
+            )
         return out
 
     def _load_range(self, thread_id: str, first: int, last: int) -> list[Checkpoint[S]]:
@@ -794,7 +824,22 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         out: list[Checkpoint[S]] = []
         grown: dict[str, list[Any]] = {}
         for row in rows:
-            (step, status, next_, reason, duration, created_at, is_base, state, writes, pending, failures, metadata, p_thread, p_step) = row
+            (
+                step,
+                status,
+                next_,
+                reason,
+                duration,
+                created_at,
+                is_base,
+                state,
+                writes,
+                pending,
+                failures,
+                metadata,
+                p_thread,
+                p_step,
+            ) = row
             plain = self._state_col.decode(state)
             for name in self._growable:
                 part = plain.get(name) or []
@@ -925,7 +970,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
     def prune(self, thread_id: str, *, keep: int) -> int:
         if keep < 1:
-            raise ValueError(f"keep must be at least 1 (the latest checkpoint is always kept), got {keep!r}")
+            raise ValueError(
+                f"keep must be at least 1 (the latest checkpoint is always kept), got {keep!r}"
+            )
         with self._lock, _mapped(f"cannot prune thread {thread_id!r}"):
             self._read()
             latest = self._latest_step(thread_id)
@@ -944,7 +991,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             full = {
                 name: encode_checked(
                     self._fields[name],
-                    self._serde.converter.unstructure(getattr(first.state, name), unstructure_as=self._field_types[name]),
+                    self._serde.converter.unstructure(
+                        getattr(first.state, name), unstructure_as=self._field_types[name]
+                    ),
                     f"state.{name}",
                 )
                 for name in self._growable
@@ -953,15 +1002,18 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute(
-                    f"DELETE FROM {self._up_table} WHERE thread_id = ? AND step < ?", [thread_id, cutoff]
+                    f"DELETE FROM {self._up_table} WHERE thread_id = ? AND step < ?",
+                    [thread_id, cutoff],
                 )
                 con.execute(
-                    f"DELETE FROM {self._cp_table} WHERE thread_id = ? AND step < ?", [thread_id, cutoff]
+                    f"DELETE FROM {self._cp_table} WHERE thread_id = ? AND step < ?",
+                    [thread_id, cutoff],
                 )
                 for name, value in full.items():
                     con.execute(
-                        f"UPDATE {self._cp_table} SET state = struct_update(state, {quote(name)} := "
-                        f"?::{self._fields[name].sql}), base = true WHERE thread_id = ? AND step = ?",
+                        f"UPDATE {self._cp_table} SET state = struct_update(state, "
+                        f"{quote(name)} := ?::{self._fields[name].sql}), base = true "
+                        "WHERE thread_id = ? AND step = ?",
                         [value, thread_id, cutoff],
                     )
                 con.execute("COMMIT")
