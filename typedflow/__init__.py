@@ -9,6 +9,8 @@ import logging
 
 from typedflow import reducers
 from typedflow.checkpoint.base import (
+    FORK_WRITER,
+    RESUME_WRITER,
     Checkpoint,
     Checkpointer,
     HistoryCheckpointer,
@@ -45,6 +47,8 @@ from typedflow.schema import UNSET, StateSchema, Unset, field, is_set
 
 __all__ = [
     "END",
+    "FORK_WRITER",
+    "RESUME_WRITER",
     "UNSET",
     "Checkpoint",
     "CheckpointError",
