@@ -71,9 +71,8 @@ def main() -> None:
     print(f"final n = {result.state.n} after {result.steps} steps")
     for checkpoint in reversed(checkpointer.history("quickstart")):
         ran = ", ".join(w.node for w in checkpoint.writes) or "(input)"
-        print(
-            f"step {checkpoint.step}: ran {ran:<14} n = {checkpoint.state.n:<3} next = {list(checkpoint.next)}"
-        )
+        n, pending = checkpoint.state.n, list(checkpoint.next)
+        print(f"step {checkpoint.step}: ran {ran:<14} n = {n:<3} next = {pending}")
     print("log:", " | ".join(result.state.log))
 
 
