@@ -147,6 +147,12 @@ def test_interrupt_after_the_last_node_still_reports_the_interrupt(
     assert isinstance(done, Completed)
     assert done.steps == 0
     assert calls == ["a", "b", "c"]
+    # The run is finished now, and the stored thread says so.
+    latest = store.load("t")
+    assert latest.step == result.checkpoint.step + 1
+    assert latest.done
+    assert latest.writes == ()
+    assert [t.done for t in store.threads()] == [True]
 
 
 def test_an_interrupt_in_a_loop_stops_every_time(store: InMemoryCheckpointer[Log]) -> None:

@@ -475,6 +475,13 @@ class Runner(Generic[S]):
                 metadata=meta,
             )
             return self._run_from(cp, meta, limit, fresh=True, stop_if_interrupted=False)
+        if cp.status == "interrupted" and not cp.next:
+            # Interrupted after the last node: resuming finishes the run, and the thread's
+            # latest checkpoint must say so (a closing step that runs nothing).
+            cp = Checkpoint(
+                thread_id=cp.thread_id, step=cp.step + 1, state=cp.state, next=(), metadata=meta
+            )
+            return self._run_from(cp, meta, limit, fresh=True)
         return self._run_from(cp, meta, limit, fresh=False)
 
     def _run_from(
