@@ -766,7 +766,7 @@ def test_two_schemas_share_one_file(tmp_path: Path) -> None:
         tallies.save(tally_checkpoint("n1", step))
     custom.save(chat_checkpoint("s1", 0))
     # A thread id is unique in the database: another schema cannot take it.
-    with pytest.raises(CheckpointError, match="constraint"):
+    with pytest.raises(CheckpointError, match="already used by schema"):
         tallies.save(tally_checkpoint("c1", 0))
     assert [t.thread_id for t in chats.threads()] == ["c1"]
     assert [t.thread_id for t in tallies.threads()] == ["n1"]

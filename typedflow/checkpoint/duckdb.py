@@ -89,7 +89,10 @@ TABLES: Final = "typedflow_tables"
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.replace(".", "_")).lower()
+    """A table name for a class name: ``AgentState`` -> ``agent_state``,
+    ``NotADoc`` -> ``not_a_doc``, ``HTTPCall`` -> ``http_call``."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return words.replace(".", "_").lower()
 
 
 _CREATED_AT: Final = column_for(datetime)
@@ -608,6 +611,15 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         tid = cp.thread_id
         latest = self._latest_step(tid)
         if latest is None:
+            other = self._con.execute(
+                f"SELECT schema_name FROM {THREADS} WHERE thread_id = ? AND table_name <> ?",
+                [tid, self._table],
+            ).fetchone()
+            if other is not None:
+                raise CheckpointError(
+                    f"thread id {tid!r} is already used by schema {other[0]!r} in this database; "
+                    "thread ids are unique within a database: pick another thread id"
+                )
             ticket.thread = {
                 "thread_id": tid,
                 "schema_name": self._schema.__qualname__,
