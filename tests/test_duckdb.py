@@ -535,10 +535,10 @@ def record_commits(
     sizes: list[int] = []
     write = cp._write
 
-    def slow_write(accepted: list[Any]) -> None:
+    def slow_write(accepted: list[Any], *, log: bool = False) -> None:
         sizes.append(len(accepted))
         time.sleep(delay)
-        write(accepted)
+        write(accepted, log=log)
 
     monkeypatch.setattr(cp, "_write", slow_write)
     return sizes
@@ -632,12 +632,15 @@ def test_a_bad_value_fails_only_its_own_save_in_a_shared_transaction(
 ) -> None:
     sizes = record_commits(queued, monkeypatch)
     checkpoints = [chat_checkpoint(f"t{i}", 0) for i in range(5)]
-    checkpoints.insert(2, chat_checkpoint("bad", 0, turns=2**64))
+    # A lone surrogate passes typedflow's checks, but DuckDB refuses the text it is in.
+    bad = chat_checkpoint("bad", 0)
+    bad = attrs.evolve(bad, state=attrs.evolve(bad.state, messages=(Message(0, "\ud800"),)))
+    checkpoints.insert(2, bad)
     errors = save_while_a_commit_runs(queued, checkpoints)
     assert sizes[0] == 6  # they were written together, and DuckDB refused the transaction
     assert len(errors) == 1
     assert isinstance(errors[0], SerializationError)
-    assert errors[0].path == "state.turns"
+    assert errors[0].path == "state.messages[0].text"
     assert "thread 'bad', step 0" in str(errors[0])
     for c in checkpoints:
         if c.thread_id != "bad":
@@ -811,3 +814,54 @@ def test_importing_typedflow_does_not_import_duckdb() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
     )
     assert done.stdout.split() == ["False", "False"]
+
+
+# ----- the commit log ------------------------------------------------------------------------
+
+
+def test_default_durability_commits_to_the_log_and_moves_rows_on_flush(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    with DuckDBCheckpointer(Chat, path, batch_size=4) as cp:
+        con = cp.connection
+        counts = "SELECT (SELECT count(*) FROM chat_log), (SELECT count(*) FROM chat_checkpoints)"
+        cp.save(chat_checkpoint("t1", 0))
+        cp.save(chat_checkpoint("t1", 1))
+        assert con.execute(counts).fetchone() == (2, 0)  # committed, in the narrow log
+        cp.flush()
+        assert con.execute(counts).fetchone() == (0, 2)
+        for step in range(2, 7):  # every batch_size checkpoints move on their own
+            cp.save(chat_checkpoint("t1", step))
+        assert con.execute(counts).fetchone() == (1, 6)
+        assert cp.load("t1") == chat_checkpoint("t1", 6)  # a read moves them first
+        assert con.execute(counts).fetchone() == (0, 7)
+
+
+def test_checkpoints_in_the_log_of_a_process_that_died_are_recovered_at_open(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "died.duckdb"
+    cp = DuckDBCheckpointer(Chat, path)
+    saved = [chat_checkpoint("t1", s) for s in range(5)]
+    for c in saved:
+        cp.save(c)
+    cp._con.close()  # as if the process died: nothing flushed or closed
+    cp._closed = True
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        # Committed: in the log, which an analyst can read as JSON; not in the typed tables yet.
+        assert con.execute("SELECT count(*) FROM chat_log").fetchone() == (5,)
+        assert con.execute("SELECT count(*) FROM chat_checkpoints").fetchone() == (0,)
+        assert con.execute(
+            "SELECT payload::JSON -> '$.checkpoint.state.turns' FROM chat_log WHERE step = 4"
+        ).fetchone() == ("4",)
+    finally:
+        con.close()
+    with DuckDBCheckpointer(Chat, path) as reopened:
+        assert list(reversed(reopened.history("t1"))) == saved
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert con.execute(
+            "SELECT (SELECT count(*) FROM chat_log), (SELECT count(*) FROM chat_checkpoints)"
+        ).fetchone() == (0, 5)
+    finally:
+        con.close()

@@ -59,7 +59,7 @@ class Column:
     read_sql: str
     """The DuckDB type it is read back as (TIMESTAMPTZ is read as UTC TIMESTAMP)."""
     encode: Callable[[Any], Any]
-    """Plain data to a DuckDB parameter value."""
+    """Plain data to JSON data that DuckDB casts to ``wire_sql``."""
     decode: Callable[[Any], Any]
     """A fetched DuckDB value to plain data."""
     is_json: bool = False
@@ -72,6 +72,11 @@ class Column:
     """For a LIST: its items' column."""
     nullable: bool = False
     """True when None is a value of the type (so a NULL is not a missing field)."""
+    wire_sql: str = attrs.field(
+        default=attrs.Factory(lambda self: self.sql, takes_self=True), kw_only=True
+    )
+    """The DuckDB type of the value as written: ``encode`` makes JSON data, which DuckDB casts
+    to this type and then to ``sql`` (BLOB and JSON travel as VARCHAR text)."""
 
 
 def _scalar(
@@ -79,18 +84,98 @@ def _scalar(
     read_sql: str | None = None,
     encode: Callable[[Any], Any] = _same,
     decode: Callable[[Any], Any] = _same,
+    wire_sql: str | None = None,
 ) -> Column:
     plain = encode is _same and decode is _same
-    return Column(sql, read_sql or sql, encode, decode, plain=plain)
+    return Column(sql, read_sql or sql, encode, decode, plain=plain, wire_sql=wire_sql or sql)
 
 
 def _encode_datetime(value: Any) -> Any:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if not isinstance(value, dt.datetime):
+        raise _wrong(value, "a datetime")
+    if value.tzinfo is None:
         raise ValueError(
             f"the datetime {value!r} has no timezone; DuckDB stores datetimes as TIMESTAMPTZ: "
             "use timezone-aware datetimes, such as datetime.now(UTC)"
         )
-    return value
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(
+            f"the datetime {value!r} is outside the range of datetimes in UTC, which is how "
+            "DuckDB stores it and how it would be loaded"
+        ) from None
+    return value.isoformat()
+
+
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+
+# DuckDB's casts from JSON are lenient (1.5 becomes 2, 1 becomes '1'), so the encoders check
+# each value's type: a value of the wrong type fails its save, naming its path, instead of
+# being stored changed.
+def _wrong(value: Any, expected: str) -> ValueError:
+    return ValueError(f"expected {expected}, got {value!r} of type {type(value).__qualname__}")
+
+
+def _encode_int(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, int):
+        raise _wrong(value, "an int")
+    if not _BIGINT_MIN <= value <= _BIGINT_MAX:
+        raise ValueError(f"{value!r} is out of the range of DuckDB's BIGINT (64 bits)")
+    return int(value)
+
+
+def _encode_float(value: Any) -> Any:
+    if value is None or type(value) is float:
+        return value
+    if not isinstance(value, int | float):
+        raise _wrong(value, "a float")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of the range of a float") from None
+
+
+def _encode_str(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    raise _wrong(value, "a str")
+
+
+def _encode_bool(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    raise _wrong(value, "a bool")
+
+
+def _encode_date(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        raise _wrong(value, "a date")
+    return value.isoformat()
+
+
+def _encode_iso(value: Any) -> Any:
+    return None if value is None else value.isoformat()
+
+
+def _encode_interval(value: Any) -> Any:
+    if value is None:
+        return None
+    return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
+
+
+def _encode_blob(value: Any) -> Any:
+    # DuckDB casts VARCHAR to BLOB reading \xHH escapes; JSON text cannot hold raw bytes.
+    if value is None:
+        return None
+    return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02X}" for b in bytes(value))
 
 
 def _decode_datetime(value: Any) -> Any:
@@ -102,15 +187,15 @@ def _encode_decimal(value: Any) -> Any:
 
 
 _SCALAR_COLUMNS: dict[type, Column] = {
-    bool: _scalar("BOOLEAN"),
-    int: _scalar("BIGINT"),
-    float: _scalar("DOUBLE"),
-    str: _scalar("VARCHAR"),
-    bytes: _scalar("BLOB"),
+    bool: _scalar("BOOLEAN", encode=_encode_bool),
+    int: _scalar("BIGINT", encode=_encode_int),
+    float: _scalar("DOUBLE", encode=_encode_float),
+    str: _scalar("VARCHAR", encode=_encode_str),
+    bytes: _scalar("BLOB", encode=_encode_blob, wire_sql="VARCHAR"),
     dt.datetime: _scalar("TIMESTAMPTZ", "TIMESTAMP", _encode_datetime, _decode_datetime),
-    dt.date: _scalar("DATE"),
-    dt.time: _scalar("TIME"),
-    dt.timedelta: _scalar("INTERVAL"),
+    dt.date: _scalar("DATE", encode=_encode_date),
+    dt.time: _scalar("TIME", encode=_encode_iso),
+    dt.timedelta: _scalar("INTERVAL", encode=_encode_interval),
     Decimal: _scalar("VARCHAR", encode=_encode_decimal),
 }
 
@@ -142,7 +227,7 @@ def _encode_json(value: Any) -> Any:
     return None if value is None else to_json(value)
 
 
-JSON_COLUMN = Column("JSON", "VARCHAR", _encode_json, _from_json, is_json=True)
+JSON_COLUMN = Column("JSON", "VARCHAR", _encode_json, _from_json, is_json=True, wire_sql="VARCHAR")
 """A value stored as JSON text."""
 
 
@@ -211,7 +296,14 @@ def _list(item: Column) -> Column:
         def encode(value: Any) -> Any:
             return None if value is None else list(value)
 
-        return Column(f"{item.sql}[]", f"{item.read_sql}[]", encode, _same, item=item)
+        return Column(
+            f"{item.sql}[]",
+            f"{item.read_sql}[]",
+            encode,
+            _same,
+            item=item,
+            wire_sql=f"{item.wire_sql}[]",
+        )
 
     def encode_items(value: Any) -> Any:
         return None if value is None else [item.encode(v) for v in value]
@@ -219,19 +311,26 @@ def _list(item: Column) -> Column:
     def decode_items(value: Any) -> Any:
         return None if value is None else [item.decode(v) for v in value]
 
-    return Column(f"{item.sql}[]", f"{item.read_sql}[]", encode_items, decode_items, item=item)
+    return Column(
+        f"{item.sql}[]",
+        f"{item.read_sql}[]",
+        encode_items,
+        decode_items,
+        item=item,
+        wire_sql=f"{item.wire_sql}[]",
+    )
+
+
+def _map_key(value: Any) -> str:
+    # JSON object keys are text; DuckDB casts them to the MAP's key type.
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _map(key: Column, value: Column) -> Column:
-    # A MAP parameter is passed as {"key": [...], "value": [...]}: a plain dict would be
-    # read as a STRUCT, and dicts with different keys in one batch would be merged.
     def encode(data: Any) -> Any:
         if data is None:
             return None
-        return {
-            "key": [key.encode(k) for k in data],
-            "value": [value.encode(v) for v in data.values()],
-        }
+        return {_map_key(key.encode(k)): value.encode(v) for k, v in data.items()}
 
     def decode(data: Any) -> Any:
         if data is None:
@@ -239,7 +338,11 @@ def _map(key: Column, value: Column) -> Column:
         return {key.decode(k): value.decode(v) for k, v in data.items()}
 
     return Column(
-        f"MAP({key.sql}, {value.sql})", f"MAP({key.read_sql}, {value.read_sql})", encode, decode
+        f"MAP({key.sql}, {value.sql})",
+        f"MAP({key.read_sql}, {value.read_sql})",
+        encode,
+        decode,
+        wire_sql=f"MAP({key.wire_sql}, {value.wire_sql})",
     )
 
 
@@ -256,6 +359,7 @@ def struct_column(fields: Mapping[str, Column]) -> Column:
     """A STRUCT column of the given fields."""
     sql = "STRUCT(" + ", ".join(f"{quote(n)} {c.sql}" for n, c in fields.items()) + ")"
     read_sql = "STRUCT(" + ", ".join(f"{quote(n)} {c.read_sql}" for n, c in fields.items()) + ")"
+    wire_sql = "STRUCT(" + ", ".join(f"{quote(n)} {c.wire_sql}" for n, c in fields.items()) + ")"
     names = tuple(fields)
     columns = tuple(fields.values())
 
@@ -276,7 +380,7 @@ def struct_column(fields: Mapping[str, Column]) -> Column:
             if n in data and (data[n] is not None or c.nullable)
         }
 
-    return Column(sql, read_sql, encode, decode, fields=dict(fields))
+    return Column(sql, read_sql, encode, decode, fields=dict(fields), wire_sql=wire_sql)
 
 
 def encode_checked(column: Column, value: Any, path: str) -> Any:
