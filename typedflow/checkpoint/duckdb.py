@@ -8,7 +8,9 @@ and views are a public contract, documented in ``docs/sql.md``:
 - ``<table>_checkpoints``: one row per step, the state as a typed STRUCT;
 - ``<table>_updates``: one row per update a node returned, as a typed STRUCT;
 - views ``<table>_states`` (every step's full state) and ``<table>_writes``
-  (one row per node that ran in a step, with its duration).
+  (one row per node that ran in a step, with its duration);
+- ``<table>_log``: checkpoints committed but not yet moved into the typed
+  tables (see :data:`Durability`).
 
 ``<table>`` is the schema's class name in snake_case unless given.
 
@@ -73,7 +75,10 @@ Durability: TypeAlias = Literal["step", "batch"]
 
 - ``"step"`` (default): ``save`` returns once the checkpoint is committed.
   Concurrent saves share commits (group commit), so many runs on one
-  checkpointer commit together.
+  checkpointer commit together. Each checkpoint is committed as one narrow row
+  of ``<table>_log`` and moved into the typed tables every ``batch_size``
+  checkpoints, on reads, ``flush()`` and ``close()``, and when the file is
+  next opened after a crash.
 - ``"batch"``: ``save`` buffers; the buffer is committed every ``batch_size``
   checkpoints, on ``flush()``, on ``close()``, and by the runner whenever a run
   stops (it ends, is interrupted or fails). A crash loses at most the
@@ -125,6 +130,23 @@ def _mapped(action: str) -> Iterator[None]:
         ) from exc
     except duckdb.Error as exc:
         raise CheckpointError(f"{action}: {exc}") from exc
+    except UnicodeError as exc:
+        raise SerializationError(
+            f"{action}: a string is not valid Unicode: {exc}", path=""
+        ) from exc
+
+
+@contextmanager
+def _naming(cp: Checkpoint[Any]) -> Iterator[None]:
+    """Name the thread and step in a serialization error about one checkpoint."""
+    try:
+        yield
+    except SerializationError as exc:
+        why = exc.__cause__ if exc.__cause__ is not None else exc
+        raise SerializationError(
+            f"cannot store {exc.path} of thread {cp.thread_id!r}, step {cp.step}: {why}",
+            path=exc.path,
+        ) from exc
 
 
 @attrs.define
@@ -158,7 +180,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             (used through a cursor of its own; not closed by :meth:`close`).
         table: The table name prefix; the schema's name in snake_case by default.
         durability: ``"step"`` or ``"batch"``; see :data:`Durability`.
-        batch_size: For ``"batch"``: commit after this many buffered checkpoints.
+        batch_size: For ``"batch"``: commit after this many buffered checkpoints; for
+            ``"step"``: move the log into the typed tables after this many.
         snapshot_every: Store growable fields in full every this many steps.
         converter: A cattrs converter with your own hooks (typedflow adds its own).
 
@@ -192,6 +215,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._table = table if table is not None else _snake(schema.__qualname__)
         self._cp_table = quote(f"{self._table}_checkpoints")
         self._up_table = quote(f"{self._table}_updates")
+        self._log_table = quote(f"{self._table}_log")
+        self._logged = 0
+        """How many checkpoints wait in the log table to be moved into the typed tables."""
         self._plan_columns()
         self._owns = not isinstance(database, duckdb.DuckDBPyConnection)
         with _mapped(f"cannot open the DuckDB database {str(database)!r}"):
@@ -250,6 +276,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             "update": {n: c.sql for n, c in update_fields.items()}
             if update_fields is not None
             else self._update_col.sql,
+            "log": self._log_type(),
         }
 
     def _create_or_check(self) -> None:
@@ -272,6 +299,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                     f"SELECT schema_name, layout FROM {TABLES} WHERE table_name = ?", [self._table]
                 ).fetchone()
                 layout = self._layout()
+                con.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._log_table} ("
+                    "thread_id VARCHAR NOT NULL, step BIGINT NOT NULL, payload VARCHAR NOT NULL, "
+                    "PRIMARY KEY (thread_id, step))"
+                )
                 if row is None:
                     self._create_tables()
                     con.execute(
@@ -279,7 +311,12 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                         [self._table, self._schema.__qualname__, json.dumps(layout)],
                     )
                 else:
-                    self._evolve(row[0], json.loads(row[1]), layout)
+                    stored = json.loads(row[1])
+                    if "log" in stored and self._schema.__qualname__ == row[0]:
+                        # Checkpoints committed to the log before a crash or an unclean exit
+                        # move into the typed tables, as the layout they were written with.
+                        self._move_log(stored["log"])
+                    self._evolve(row[0], stored, layout)
                 self._create_views()
                 con.execute("COMMIT")
             except BaseException:
@@ -387,8 +424,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         where = " WHERE base" if name in self._growable else ""
         self._con.execute(
             f"UPDATE {self._cp_table} SET state = struct_update(state, {quote(name)} := "
-            f"?::{column.sql}){where}",
-            [value],
+            f"{_cast(column)}){where}",
+            [_one(value)],
         )
 
     def _create_views(self) -> None:
@@ -472,6 +509,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         with self._lock:
             if not self._closed:
                 self._flush_locked()
+                self._move_log_now()
 
     def _flush_locked(self) -> None:
         if not self._buffer:
@@ -488,6 +526,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 return
             try:
                 self._flush_locked()
+                self._move_log_now()
             finally:
                 self._closed = True
                 self._con.close()
@@ -503,6 +542,10 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
     def _ticket(self, cp: Checkpoint[S]) -> _Ticket:
         """Encode everything but the growable fields, outside the lock."""
+        with _naming(cp):
+            return self._encode(cp)
+
+    def _encode(self, cp: Checkpoint[S]) -> _Ticket:
         if not isinstance(cp.state, self._schema):
             raise CheckpointError(
                 f"this checkpointer stores {self._schema.__qualname__}, "
@@ -574,7 +617,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         step = self._latest.get(thread_id)
         if step is None:
             row = self._con.execute(
-                f"SELECT max(step) FROM {self._cp_table} WHERE thread_id = ?", [thread_id]
+                f"SELECT max(step) FROM (SELECT step FROM {self._cp_table} WHERE thread_id = $1 "
+                f"UNION ALL SELECT step FROM {self._log_table} WHERE thread_id = $1)",
+                [thread_id],
             ).fetchone()
             step = None if row is None else row[0]
             if step is not None:
@@ -637,13 +682,15 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 f"thread {tid!r} is at step {latest}; the next checkpoint must be step "
                 f"{latest + 1}, got step {cp.step}"
             )
-        grow, base = self._growable_row(cp)
+        with _naming(cp):
+            grow, base = self._growable_row(cp)
         ticket.fixed["state"] = {**ticket.fixed["state"], **grow}
         ticket.fixed["base"] = base
         self._latest[tid] = cp.step
 
     def _commit(self, batch: list[_Ticket]) -> None:
-        """Check and write a batch in one transaction; record each ticket's outcome."""
+        """Check a batch of concurrent saves and commit it to the log in one statement; record
+        each ticket's outcome."""
         accepted: list[_Ticket] = []
         for ticket in batch:
             ticket.done = True
@@ -653,55 +700,123 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 ticket.error = exc
                 continue
             accepted.append(ticket)
-        self._write(accepted)
+        self._write(accepted, log=True)
+        if self._logged >= self._batch_size:
+            self._move_log_now()
 
-    def _write(self, accepted: list[_Ticket]) -> None:
-        """Write accepted checkpoints in one transaction; on failure, none of them is stored."""
+    def _write(self, accepted: list[_Ticket], *, log: bool = False) -> None:
+        """Write accepted checkpoints in one transaction, to the log or to the typed tables;
+        on failure, none of them is stored."""
         if not accepted:
             return
-        threads = [t.thread for t in accepted if t.thread is not None]
-        rows = [t.fixed for t in accepted]
-        updates = [u for t in accepted for u in t.updates]
-        con = self._con
         try:
             with _mapped("cannot save checkpoints"):
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    if threads:
-                        con.execute(
-                            f"INSERT INTO {THREADS} SELECT r.* FROM (SELECT unnest(?::STRUCT("
-                            "thread_id VARCHAR, schema_name VARCHAR, schema_version INTEGER, "
-                            "table_name VARCHAR, created_at TIMESTAMPTZ, parent_thread_id VARCHAR, "
-                            "parent_step BIGINT)[]) AS r)",
-                            [threads],
-                        )
-                    con.execute(
-                        f"INSERT INTO {self._cp_table} SELECT r.* FROM "
-                        f"(SELECT unnest(?::{self._row_type()}[]) AS r)",
-                        [rows],
-                    )
-                    if updates:
-                        con.execute(
-                            f"INSERT INTO {self._up_table} SELECT r.* FROM "
-                            f"(SELECT unnest(?::{self._update_row_type()}[]) AS r)",
-                            [updates],
-                        )
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+                if log:
+                    self._append_log(accepted)
+                else:
+                    self._insert_typed(accepted)
         except (CheckpointError, SerializationError) as exc:
             # Nothing of the batch is stored: forget what was assumed about those threads.
             for ticket in accepted:
                 self._latest.pop(ticket.checkpoint.thread_id, None)
                 self._tails.pop(ticket.checkpoint.thread_id, None)
             if isinstance(exc, SerializationError) and len(accepted) > 1:
-                self._write_each(accepted)
+                self._write_each(accepted, log=log)
                 return
             for ticket in accepted:
                 ticket.error = self._explain(ticket, exc)
+        else:
+            if log:
+                self._logged += len(accepted)
 
-    def _write_each(self, accepted: list[_Ticket]) -> None:
+    def _append_log(self, accepted: list[_Ticket]) -> None:
+        """Commit checkpoints as rows of the narrow log table: one short row commits as fast as
+        DuckDB commits anything, where a wide row of nested columns (and the SQL text of its
+        type) costs several times more. The encoders have checked every value's type and
+        range, so the later move into the typed tables cannot refuse one."""
+        payloads = [_dumps({"checkpoint": t.fixed, "updates": t.updates}) for t in accepted]
+        threads = [t.thread for t in accepted if t.thread is not None]
+        if threads:
+            # A new thread's row is written at once: thread ids are unique across the schemas
+            # of a database, and its primary key is what says so.
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                _insert(con, THREADS, _THREAD_ROW, threads)
+                self._log_rows(accepted, payloads)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        else:
+            self._log_rows(accepted, payloads)
+
+    def _log_rows(self, accepted: list[_Ticket], payloads: list[str]) -> None:
+        if len(accepted) == 1:
+            cp = accepted[0].checkpoint
+            self._con.execute(
+                f"INSERT INTO {self._log_table} VALUES (?, ?, ?)",
+                [cp.thread_id, cp.step, payloads[0]],
+            )
+            return
+        self._con.execute(
+            f"INSERT INTO {self._log_table} SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
+            "unnest(?::VARCHAR[])",
+            [
+                [t.checkpoint.thread_id for t in accepted],
+                [t.checkpoint.step for t in accepted],
+                payloads,
+            ],
+        )
+
+    def _insert_typed(self, accepted: list[_Ticket]) -> None:
+        threads = [t.thread for t in accepted if t.thread is not None]
+        rows = [t.fixed for t in accepted]
+        updates = [u for t in accepted for u in t.updates]
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if threads:
+                _insert(con, THREADS, _THREAD_ROW, threads)
+            _insert(con, self._cp_table, self._row_type(), rows)
+            if updates:
+                _insert(con, self._up_table, self._update_row_type(), updates)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _move_log_now(self) -> None:
+        """Move the logged checkpoints into the typed tables, in one transaction."""
+        if not self._logged:
+            return
+        con = self._con
+        with _mapped(
+            f"cannot move the checkpoints committed to {self._log_table} into the typed tables "
+            "(they stay there, and are moved at the next flush, read, close or open)"
+        ):
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self._move_log(self._log_type())
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self._logged = 0
+
+    def _move_log(self, log_type: str) -> None:
+        """Move every row of the log table (written as ``log_type``) into the typed tables."""
+        x = f"(SELECT payload::JSON::{log_type} AS x FROM {self._log_table})"
+        con = self._con
+        con.execute(
+            f"INSERT INTO {self._cp_table} SELECT r.* FROM (SELECT x.checkpoint AS r FROM {x})"
+        )
+        con.execute(
+            f"INSERT INTO {self._up_table} SELECT r.* FROM (SELECT unnest(x.updates) AS r FROM {x})"
+        )
+        con.execute(f"DELETE FROM {self._log_table}")
+
+    def _write_each(self, accepted: list[_Ticket], *, log: bool) -> None:
         """Write a batch DuckDB refused one checkpoint at a time, so that a bad value fails only
         its own checkpoint (and the later steps of its thread, which build on it)."""
         failed: dict[str, BaseException] = {}
@@ -714,7 +829,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                     f"earlier step of the thread could not be: {earlier}"
                 )
                 continue
-            self._write([ticket])
+            self._write([ticket], log=log)
             if ticket.error is not None:
                 failed[cp.thread_id] = ticket.error
 
@@ -754,8 +869,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def _refused(self, column: Column, value: Any, path: str) -> str:
         """The path of the innermost part of ``value`` that DuckDB refuses as ``column``, or ""."""
         try:
-            self._con.execute(f"SELECT ?::{column.sql}", [value])
-        except duckdb.Error:
+            self._con.execute(f"SELECT {_cast(column)}", [_one(value)])
+        except (duckdb.Error, UnicodeError):
             pass
         else:
             return ""
@@ -769,15 +884,18 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         return (
             "STRUCT(thread_id VARCHAR, step BIGINT, schema_version INTEGER, status VARCHAR, "
             "nodes VARCHAR[], next VARCHAR[], reason VARCHAR, duration DOUBLE, "
-            f"created_at TIMESTAMPTZ, base BOOLEAN, state {self._state_col.sql}, "
-            f"writes {_WRITE}[], pending {_WRITE}[], failures {_FAILURE}[], metadata JSON, "
+            f"created_at TIMESTAMPTZ, base BOOLEAN, state {self._state_col.wire_sql}, "
+            f"writes {_WRITE}[], pending {_WRITE}[], failures {_FAILURE}[], metadata VARCHAR, "
             "parent_thread_id VARCHAR, parent_step BIGINT)"
         )
+
+    def _log_type(self) -> str:
+        return f"STRUCT(checkpoint {self._row_type()}, updates {self._update_row_type()}[])"
 
     def _update_row_type(self) -> str:
         return (
             "STRUCT(thread_id VARCHAR, step BIGINT, pending BOOLEAN, position INTEGER, "
-            f"node VARCHAR, seq INTEGER, value {self._update_col.sql}, unset VARCHAR[])"
+            f"node VARCHAR, seq INTEGER, value {self._update_col.wire_sql}, unset VARCHAR[])"
         )
 
     # -- reading -----------------------------------------------------------------------------
@@ -785,7 +903,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def _columns_sql(self) -> str:
         return (
             "step, status, next, reason, duration, created_at::TIMESTAMP, base, "
-            f"state::{self._state_col.read_sql}, writes, pending, failures, metadata, "
+            f"{_read('state', self._state_col)}, writes, pending, failures, metadata, "
             "parent_thread_id, parent_step"
         )
 
@@ -810,7 +928,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     ) -> dict[tuple[int, bool, int], list[object]]:
         out: dict[tuple[int, bool, int], list[object]] = {}
         rows = self._con.execute(
-            f"SELECT step, pending, position, value::{self._update_col.read_sql}, unset "
+            f"SELECT step, pending, position, {_read('value', self._update_col)}, unset "
             f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ? "
             "ORDER BY step, pending, position, seq",
             [thread_id, first, last],
@@ -888,9 +1006,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         return out
 
     def _read(self) -> None:
-        """Before a read: commit buffered checkpoints, so reads see every save."""
+        """Before a read: commit buffered checkpoints and move logged ones into the typed
+        tables, so reads see every save."""
         self._check_open()
         self._flush_locked()
+        self._move_log_now()
 
     def load(self, thread_id: str) -> Checkpoint[S]:
         with self._lock, _mapped(f"cannot load thread {thread_id!r}"):
@@ -1024,9 +1144,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 for name, value in full.items():
                     con.execute(
                         f"UPDATE {self._cp_table} SET state = struct_update(state, "
-                        f"{quote(name)} := ?::{self._fields[name].sql}), base = true "
+                        f"{quote(name)} := {_cast(self._fields[name])}), base = true "
                         "WHERE thread_id = ? AND step = ?",
-                        [value, thread_id, cutoff],
+                        [_one(value), thread_id, cutoff],
                     )
                 con.execute("COMMIT")
             except BaseException:
@@ -1035,6 +1155,43 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             finally:
                 self._tails.pop(thread_id, None)
             return gone
+
+
+_THREAD_ROW: Final = (
+    "STRUCT(thread_id VARCHAR, schema_name VARCHAR, schema_version INTEGER, table_name VARCHAR, "
+    "created_at TIMESTAMPTZ, parent_thread_id VARCHAR, parent_step BIGINT)"
+)
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection, table: str, row_type: str, rows: list[dict[str, Any]]
+) -> None:
+    """Insert rows of JSON data: one JSON parameter that DuckDB parses and casts to the typed
+    columns is several times faster than binding nested Python values."""
+    con.execute(
+        f"INSERT INTO {table} SELECT r.* FROM (SELECT unnest(?::JSON::{row_type}[]) AS r)",
+        [_dumps(rows)],
+    )
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=True)
+
+
+def _cast(column: Column) -> str:
+    """SQL for a parameter made by :func:`_one` as the column's type."""
+    # Wrapped in a list: a JSON string cast to VARCHAR on its own would keep its quotes.
+    return f"(?::JSON::{column.wire_sql}[])[1]::{column.sql}"
+
+
+def _read(name: str, column: Column) -> str:
+    """SQL reading a column as its read type; no cast where there is nothing to convert, as
+    DuckDB parses the text of a nested type anew in every statement."""
+    return name if column.read_sql == column.sql else f"{name}::{column.read_sql}"
+
+
+def _one(value: object) -> str:
+    return _dumps([value])
 
 
 def _write_row(w: NodeWrite[object]) -> dict[str, Any]:
