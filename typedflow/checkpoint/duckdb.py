@@ -500,9 +500,10 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     async def asave(self, checkpoint: Checkpoint[S]) -> None:
         import asyncio
 
-        if self._durability == "batch":
-            self.save(checkpoint)
+        if self._durability == "batch" and len(self._buffer) + 1 < self._batch_size:
+            self.save(checkpoint)  # only buffers: no need for a thread
         else:
+            # Commits (and the batch that fills the buffer) run off the event loop.
             await asyncio.to_thread(self.save, checkpoint)
 
     def flush(self) -> None:
