@@ -865,3 +865,54 @@ def test_checkpoints_in_the_log_of_a_process_that_died_are_recovered_at_open(
         ).fetchone() == (0, 5)
     finally:
         con.close()
+
+
+def test_an_unexpected_failure_in_a_group_commit_reaches_every_caller_it_concerns(
+    queued: DuckDBCheckpointer[Chat], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accept = queued._accept
+
+    def flaky_accept(ticket: Any) -> None:
+        if ticket.checkpoint.thread_id == "odd":
+            raise RuntimeError("something unexpected")
+        accept(ticket)
+
+    monkeypatch.setattr(queued, "_accept", flaky_accept)
+    checkpoints = [chat_checkpoint(f"t{i}", 0) for i in range(3)] + [chat_checkpoint("odd", 0)]
+    outcomes: dict[str, BaseException | None] = {}
+
+    def save(i: int) -> None:
+        try:
+            queued.save(checkpoints[i])
+        except RuntimeError as exc:
+            outcomes[checkpoints[i].thread_id] = exc
+        else:
+            outcomes[checkpoints[i].thread_id] = None
+
+    with queued._lock:
+        workers = [threading.Thread(target=save, args=(i,)) for i in range(len(checkpoints))]
+        for w in workers:
+            w.start()
+        wait_until(lambda: len(queued._queue) == len(checkpoints))
+    for w in workers:
+        w.join(timeout=60)
+    assert isinstance(outcomes.pop("odd"), RuntimeError)
+    assert outcomes == {"t0": None, "t1": None, "t2": None}
+    # A failure of the write itself fails every save of the batch: none returns as saved.
+    monkeypatch.setattr(queued, "_accept", accept)
+
+    def broken_write(accepted: list[Any], *, log: bool = False) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(queued, "_write", broken_write)
+    outcomes.clear()
+    checkpoints = [chat_checkpoint(f"t{i}", 1) for i in range(3)]
+    with queued._lock:
+        workers = [threading.Thread(target=save, args=(i,)) for i in range(len(checkpoints))]
+        for w in workers:
+            w.start()
+        wait_until(lambda: len(queued._queue) == len(checkpoints))
+    for w in workers:
+        w.join(timeout=60)
+    assert set(outcomes) == {"t0", "t1", "t2"}
+    assert all(isinstance(e, RuntimeError) for e in outcomes.values())

@@ -480,7 +480,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         if self._durability == "batch":
             with self._lock:
                 self._check_open()
-                self._accept(ticket)  # conflicts are found now, not at the next flush
+                with _mapped("cannot save a checkpoint"):
+                    self._accept(ticket)  # conflicts are found now, not at the next flush
                 self._buffer.append(ticket)
                 if len(self._buffer) >= self._batch_size:
                     self._flush_locked()
@@ -547,6 +548,12 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             return self._encode(cp)
 
     def _encode(self, cp: Checkpoint[S]) -> _Ticket:
+        if not _is_text(cp.thread_id):
+            raise SerializationError(
+                f"cannot store thread id {cp.thread_id!r}: it is not valid Unicode text (it holds "
+                "a lone surrogate), and DuckDB stores text as UTF-8",
+                path="thread_id",
+            )
         if not isinstance(cp.state, self._schema):
             raise CheckpointError(
                 f"this checkpointer stores {self._schema.__qualname__}, "
@@ -616,7 +623,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
     def _latest_step(self, thread_id: str) -> int | None:
         step = self._latest.get(thread_id)
-        if step is None:
+        if step is None and _is_text(thread_id):  # an id that is not text was never stored
             row = self._con.execute(
                 f"SELECT max(step) FROM (SELECT step FROM {self._cp_table} WHERE thread_id = $1 "
                 f"UNION ALL SELECT step FROM {self._log_table} WHERE thread_id = $1)",
@@ -696,12 +703,20 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         for ticket in batch:
             ticket.done = True
             try:
-                self._accept(ticket)
-            except (CheckpointError, SerializationError) as exc:
+                with _mapped("cannot save checkpoints"):
+                    self._accept(ticket)
+            except Exception as exc:  # noqa: BLE001  # recorded: its own caller raises it
                 ticket.error = exc
                 continue
             accepted.append(ticket)
-        self._write(accepted, log=True)
+        try:
+            self._write(accepted, log=True)
+        except BaseException as exc:
+            # Whatever went wrong, no caller of this batch may return as if it were saved.
+            for ticket in accepted:
+                if ticket.error is None:
+                    ticket.error = exc
+            raise
         if self._logged >= self._batch_size:
             self._move_log_now()
 
@@ -1183,6 +1198,15 @@ def _cast(column: Column) -> str:
     """SQL for a parameter made by :func:`_one` as the column's type."""
     # Wrapped in a list: a JSON string cast to VARCHAR on its own would keep its quotes.
     return f"(?::JSON::{column.wire_sql}[])[1]::{column.sql}"
+
+
+def _is_text(value: str) -> bool:
+    """Whether a string can be stored as text (UTF-8): no lone surrogates."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read(name: str, column: Column) -> str:
