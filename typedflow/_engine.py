@@ -4,7 +4,7 @@ return, applying updates through the reducer, and describing failures."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from typedflow._typing import S
     from typedflow.schema import SchemaInfo
 
-__all__ = ["Outcome", "apply_update", "failure_of", "outcome_of"]
+__all__ = ["Outcome", "Result", "apply_update", "failure_of", "outcome_of"]
+
+Result: TypeAlias = "NodeWrite[object] | Outcome"
+"""What one node activation came to: its write, or why it made none."""
 
 
 def failure_of(node: str, exc: BaseException) -> NodeFailure:
@@ -29,10 +32,10 @@ def failure_of(node: str, exc: BaseException) -> NodeFailure:
 
 @attrs.define(slots=True)
 class Outcome:
-    """What one node activation came to in a step."""
+    """A node activation that came to no write: the node interrupted the run, or failed.
+    (An activation that succeeded comes to its :class:`NodeWrite`.)"""
 
     node: str
-    write: NodeWrite[object] | None = None
     interrupt: Interrupt | None = None
     error: BaseException | None = None
     """The typedflow error to raise (its ``__cause__`` is the node's own exception)."""
@@ -55,11 +58,13 @@ def node_failed(node: str, exc: Exception, *, thread_id: str, step: int) -> Outc
 
 def outcome_of(
     node: str, value: object, duration: float, info: SchemaInfo, *, thread_id: str, step: int
-) -> Outcome:
+) -> Result:
     """Check and normalise what a node returned."""
+    if type(value) in info.plain_update_classes:  # the usual case, decided by one lookup
+        return NodeWrite(node=node, updates=(value,), duration=duration)
     goto: tuple[str, ...] | None = None
     if value is None:
-        return Outcome(node, write=NodeWrite(node=node, duration=duration))
+        return NodeWrite(node=node, duration=duration)
     if isinstance(value, Interrupt):
         return Outcome(node, interrupt=value)
     raw: object = value
@@ -67,7 +72,7 @@ def outcome_of(
         goto = value.to
         raw = value.update
         if raw is None:
-            return Outcome(node, write=NodeWrite(node=node, goto=goto, duration=duration))
+            return NodeWrite(node=node, goto=goto, duration=duration)
     items: Sequence[object] = raw if isinstance(raw, list | tuple) else (raw,)
     for item in items:
         if not info.check_update(item):
@@ -82,9 +87,7 @@ def outcome_of(
                 node=node,
             )
             return Outcome(node, error=exc, failure=failure_of(node, exc))
-    return Outcome(
-        node, write=NodeWrite(node=node, updates=tuple(items), goto=goto, duration=duration)
-    )
+    return NodeWrite(node=node, updates=tuple(items), goto=goto, duration=duration)
 
 
 def apply_update(state: S, update: object, *, thread_id: str, step: int, node: str) -> S:

@@ -435,15 +435,17 @@ def _configure_optional(conv: cattrs.Converter, optional: object, union: object)
 
 def is_immutable_type(tp: object) -> bool:
     """True when every value of ``tp`` is deeply immutable, so it may be shared, not copied."""
-    key = id(tp)
-    known = _immutable_cache.get(key)
+    # Keyed by id, because not every type form is hashable; the entry holds the type too, so
+    # that the id cannot be reused by another object (``list[int]`` made by get_type_hints is
+    # a new object each time, and freed after use) while the answer is cached.
+    known = _immutable_cache.get(id(tp))
     if known is None:
-        known = _immutable(tp, {})
-        _immutable_cache[key] = known
-    return known
+        known = (tp, _immutable(tp, {}))
+        _immutable_cache[id(tp)] = known
+    return known[1]
 
 
-_immutable_cache: dict[int, bool] = {}
+_immutable_cache: dict[int, tuple[object, bool]] = {}
 
 
 def _immutable(tp: object, seen: dict[int, object]) -> bool:

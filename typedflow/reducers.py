@@ -37,11 +37,17 @@ def replace(current: T, value: T) -> T:
 
 def append(current: tuple[T, ...], value: T) -> tuple[T, ...]:
     """Append one item to a tuple field."""
+    # A field that only grows is appended to at every step: tuple concatenation copies it
+    # once, where unpacking (``(*current, value)``) builds a list and then copies that.
+    if type(current) is tuple:
+        return current + (value,)  # noqa: RUF005  # see above
     return (*current, value)
 
 
 def extend(current: tuple[T, ...], value: Iterable[T]) -> tuple[T, ...]:
     """Append every item of the update's value to a tuple field."""
+    if type(current) is tuple and type(value) is tuple:  # one copy; see append
+        return current + value
     return (*current, *value)
 
 

@@ -12,6 +12,7 @@ once). A checkpoint is saved after every step; step 0 holds the input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import (
     AsyncIterator,
@@ -28,7 +29,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, cast
 import attrs
 
 from typedflow import _clock
-from typedflow._engine import Outcome, apply_update, failure_of, node_failed, outcome_of
+from typedflow._engine import (
+    Outcome,
+    Result,
+    apply_update,
+    failure_of,
+    node_failed,
+    outcome_of,
+)
 from typedflow._typing import S2, HasSchema, S, S_co, U
 from typedflow.checkpoint.base import (
     RESUME_WRITER,
@@ -98,7 +106,8 @@ RunResult: TypeAlias = "Completed[S] | Interrupted[S]"
 """What a run returns: narrow it with ``isinstance(result, Interrupted)``."""
 
 
-@attrs.frozen
+# Not frozen: one is made for every step, and frozen attrs classes are slower to build.
+@attrs.define
 class _RunNodes:
     """A request from the step logic to its driver: run these nodes on this state."""
 
@@ -108,11 +117,29 @@ class _RunNodes:
     step: int
 
 
-@attrs.frozen
-class _Save:
-    """A request from the step logic to its driver: save this checkpoint."""
+@attrs.define
+class _Halted:
+    """A step that could not complete: the run saves its checkpoint, then raises its error
+    (or, for a node's interrupt, stops)."""
 
     checkpoint: Checkpoint[Any]
+    error: BaseException | None
+    node: str
+    """The node to name in the log."""
+    what: str
+    """What went wrong, for the log."""
+
+
+@attrs.define
+class _Stepped:
+    """What a step that completed came to, before the run makes it a checkpoint."""
+
+    state: Any
+    next: tuple[str, ...]
+    writes: tuple[NodeWrite[object], ...]
+    reason: str | None
+    """Why the run stops after this step (interrupt_before / interrupt_after), else None."""
+    duration: float
 
 
 @attrs.frozen
@@ -122,9 +149,10 @@ class _Done:
     result: Completed[Any] | Interrupted[Any]
 
 
-_Request: TypeAlias = _RunNodes | _Save
+_Request: TypeAlias = "_RunNodes | Checkpoint[Any]"
+"""What the step logic asks of its driver: run nodes, or save (and emit) a checkpoint."""
 _Core: TypeAlias = Generator[
-    _Request, "dict[str, Outcome] | None", "Completed[Any] | Interrupted[Any]"
+    _Request, "dict[str, Result] | None", "Completed[Any] | Interrupted[Any]"
 ]
 
 
@@ -226,6 +254,7 @@ class Runner(Generic[S]):
                 f"not this runner's schema {schema.__qualname__}"
             )
         self._checkpointer = checkpointer
+        self._async_nodes = frozenset(name for name, node in self._nodes.items() if node.is_async)
         self._step_limit = step_limit
         self._concurrency = concurrency
         self._node_timeout = node_timeout
@@ -265,7 +294,8 @@ class Runner(Generic[S]):
             ConflictError: ``thread_id`` exists already (resume or fork it instead).
             RunError: a node, the reducer or a route failed, or the step limit was reached.
         """
-        return self._finish(self._events(self._start(input, thread_id, metadata, step_limit)))
+        core = self._start(input, thread_id, metadata, step_limit, streaming=False)
+        return self._finish(self._events(core))
 
     async def ainvoke(
         self,
@@ -276,7 +306,8 @@ class Runner(Generic[S]):
         step_limit: int | None = None,
     ) -> Completed[S] | Interrupted[S]:
         """:meth:`invoke` for asyncio code: async nodes of a step run concurrently."""
-        async for event in self._aevents(self._start(input, thread_id, metadata, step_limit)):
+        core = self._start(input, thread_id, metadata, step_limit, streaming=False)
+        async for event in self._aevents(core):
             if isinstance(event, _Done):
                 return event.result
         raise AssertionError("unreachable: every run ends with _Done")  # pragma: no cover
@@ -290,7 +321,9 @@ class Runner(Generic[S]):
         step_limit: int | None = None,
     ) -> Iterator[Checkpoint[S]]:
         """Run like :meth:`invoke`, yielding each step's checkpoint as it is saved."""
-        for event in self._events(self._start(input, thread_id, metadata, step_limit)):
+        for event in self._events(
+            self._start(input, thread_id, metadata, step_limit, streaming=True)
+        ):
             if not isinstance(event, _Done):
                 yield event
 
@@ -303,7 +336,8 @@ class Runner(Generic[S]):
         step_limit: int | None = None,
     ) -> AsyncIterator[Checkpoint[S]]:
         """:meth:`stream` for asyncio code."""
-        async for event in self._aevents(self._start(input, thread_id, metadata, step_limit)):
+        core = self._start(input, thread_id, metadata, step_limit, streaming=True)
+        async for event in self._aevents(core):
             if not isinstance(event, _Done):
                 yield event
 
@@ -393,7 +427,13 @@ class Runner(Generic[S]):
         return self._checkpointer
 
     def _start(
-        self, input: S, thread_id: str | None, metadata: Metadata | None, step_limit: int | None
+        self,
+        input: S,
+        thread_id: str | None,
+        metadata: Metadata | None,
+        step_limit: int | None,
+        *,
+        streaming: bool,
     ) -> _Core:
         if not isinstance(input, self._schema):
             raise TypeError(
@@ -413,7 +453,10 @@ class Runner(Generic[S]):
             reason=_before_reason(before),
             metadata=meta,
         )
-        return self._run_from(cp0, meta, self._limit(step_limit), fresh=True)
+        # Without a checkpointer or a stream, nobody sees the checkpoints of the steps between
+        # the input and the result, so the run does not make them.
+        every_step = streaming or self._checkpointer is not None
+        return self._run_from(cp0, meta, self._limit(step_limit), fresh=True, every_step=every_step)
 
     def _limit(self, step_limit: int | None) -> int:
         if step_limit is None:
@@ -492,27 +535,59 @@ class Runner(Generic[S]):
         *,
         fresh: bool,
         stop_if_interrupted: bool = True,
+        every_step: bool = True,
     ) -> _Core:
         if fresh:
-            yield _Save(cp)
+            yield cp
             if stop_if_interrupted and cp.status == "interrupted":
                 return self._interrupted(cp, 0)
+        tid = cp.thread_id
+        step, state, queue = cp.step, cp.state, cp.next
+        kept: dict[str, NodeWrite[object]] = {w.node: w for w in cp.pending}
         steps = 0
-        while cp.next:
+        while queue:
             if steps >= limit:
                 raise StepLimitError(
-                    f"thread {cp.thread_id!r} reached the step limit of {limit} at step "
-                    f"{cp.step} with {list(cp.next)} still pending; step {cp.step} is saved: "
+                    f"thread {tid!r} reached the step limit of {limit} at step "
+                    f"{step} with {list(queue)} still pending; step {step} is saved: "
                     "check the routes for a loop, or resume with a higher step_limit",
-                    thread_id=cp.thread_id,
-                    step=cp.step,
+                    thread_id=tid,
+                    step=step,
                     limit=limit,
                 )
-            cp = yield from self._step(cp, meta)
+            step += 1
             steps += 1
-            if cp.status == "interrupted":
+            # The step is inlined here rather than a sub-generator: this loop is the hot path.
+            started = _clock.perf_counter()
+            to_run = tuple(n for n in queue if n not in kept) if kept else queue
+            results = yield _RunNodes(state, to_run, tid, step)
+            done = self._settle(tid, step, state, queue, kept, results or {}, meta, started)
+            if isinstance(done, _Halted):
+                yield done.checkpoint
+                if done.error is not None:
+                    _log_failure(tid, step, done.node, done.what)
+                    raise done.error
+                return self._interrupted(done.checkpoint, steps)
+            ran, state, queue, kept = queue, done.state, done.next, {}
+            if every_step or not queue or done.reason is not None:
+                cp = Checkpoint(
+                    thread_id=tid,
+                    step=step,
+                    state=state,
+                    next=queue,
+                    status="interrupted" if done.reason is not None else "ok",
+                    writes=done.writes,
+                    reason=done.reason,
+                    duration=done.duration,
+                    metadata=meta,
+                )
+                yield cp
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_step(tid, step, ran, done)
+            if done.reason is not None:
                 return self._interrupted(cp, steps)
-        return Completed(thread_id=cp.thread_id, state=cp.state, checkpoint=cp, steps=steps)
+        # The loop made a checkpoint of its last step: the one whose queue is empty.
+        return Completed(thread_id=tid, state=state, checkpoint=cp, steps=steps)
 
     @staticmethod
     def _interrupted(cp: Checkpoint[S], steps: int) -> Interrupted[S]:
@@ -524,72 +599,46 @@ class Runner(Generic[S]):
             reason=cp.reason or "interrupted",
         )
 
-    def _step(
-        self, cp: Checkpoint[S], meta: Metadata
-    ) -> Generator[_Request, dict[str, Outcome] | None, Checkpoint[S]]:
-        started = _clock.perf_counter()
-        step = cp.step + 1
-        tid = cp.thread_id
-        pending = {w.node: w for w in cp.pending}
-        to_run = tuple(n for n in cp.next if n not in pending)
-        ran = yield _RunNodes(cp.state, to_run, tid, step)
-        results = ran or {}
-        outcomes = [Outcome(n, write=pending[n]) if n in pending else results[n] for n in cp.next]
-        failed: list[Outcome] = []
-        stopped: list[Outcome] = []
-        for o in outcomes:
-            if o.error is not None:
-                failed.append(o)
-            elif o.interrupt is not None:
-                stopped.append(o)
-        if failed or stopped:
-            # The step cannot complete: keep the state, queue the same nodes again, and keep
-            # the writes of the nodes that finished so a resume runs only the rest.
-            reason = (
-                "; ".join(str(o.error) for o in failed)
-                if failed
-                else "; ".join(f"{o.node}: {o.interrupt.reason}" for o in stopped if o.interrupt)
-            )
-            halted = Checkpoint(
-                thread_id=tid,
-                step=step,
-                state=cp.state,
-                next=cp.next,
-                status="error" if failed else "interrupted",
-                pending=tuple(o.write for o in outcomes if o.write is not None),
-                failures=tuple(o.failure for o in failed if o.failure is not None),
-                reason=reason,
-                duration=_clock.perf_counter() - started,
-                metadata=meta,
-            )
-            yield _Save(halted)
-            if failed:
-                _log_failure(tid, step, failed[0].node, "node failed")
-                raise failed[0].error  # type: ignore[misc]  # checked non-None by the filter above
-            return halted
-        writes = tuple(o.write for o in outcomes if o.write is not None)
-        state = cp.state
+    def _settle(
+        self,
+        tid: str,
+        step: int,
+        state: S,
+        queue: tuple[str, ...],
+        kept: Mapping[str, NodeWrite[object]],
+        results: Mapping[str, Result],
+        meta: Metadata,
+        started: float,
+    ) -> _Stepped | _Halted:
+        """What step ``step`` came to, from the writes ``kept`` from an earlier try of it
+        and the ``results`` of the nodes that ran now."""
+        got = [kept[n] if n in kept else results[n] for n in queue]
+        writes = [r for r in got if isinstance(r, NodeWrite)]
+        if len(writes) < len(got):
+            others = [r for r in got if not isinstance(r, NodeWrite)]
+            return _unfinished(tid, step, state, queue, writes, others, meta, started)
+        after = state
         current = ""
         try:
             for w in writes:
                 current = w.node
                 for u in w.updates:
-                    state = apply_update(state, u, thread_id=tid, step=step, node=w.node)
+                    after = apply_update(after, u, thread_id=tid, step=step, node=current)
             successors: list[str] = []
             for w in writes:
                 current = w.node
                 for target in (
-                    w.goto if w.goto is not None else self._successors(w.node, state, tid, step)
+                    w.goto if w.goto is not None else self._successors(current, after, tid, step)
                 ):
                     if target == END:
                         continue
                     if target not in self._nodes:
                         raise RoutingError(
-                            f"node {w.node!r} routed to unknown node {target!r} (thread {tid!r}, "
+                            f"node {current!r} routed to unknown node {target!r} (thread {tid!r}, "
                             f"step {step}); the nodes are {sorted(self._nodes)}",
                             thread_id=tid,
                             step=step,
-                            node=w.node,
+                            node=current,
                         )
                     if target not in successors:
                         successors.append(target)
@@ -597,55 +646,35 @@ class Runner(Generic[S]):
             halted = Checkpoint(
                 thread_id=tid,
                 step=step,
-                state=cp.state,
-                next=cp.next,
+                state=state,
+                next=queue,
                 status="error",
-                pending=writes,
+                pending=tuple(writes),
                 failures=(failure_of(current, exc),),
                 reason=str(exc),
                 duration=_clock.perf_counter() - started,
                 metadata=meta,
             )
-            yield _Save(halted)
-            _log_failure(tid, step, current, type(exc).__name__)
-            raise
-        after = [w.node for w in writes if w.node in self._interrupt_after]
+            return _Halted(halted, exc, current, type(exc).__name__)
+        return _Stepped(
+            state=after,
+            next=tuple(successors),
+            writes=tuple(writes),
+            reason=(
+                self._stop_reason(writes, successors)
+                if self._interrupt_after or self._interrupt_before
+                else None
+            ),
+            duration=_clock.perf_counter() - started,
+        )
+
+    def _stop_reason(self, writes: list[NodeWrite[object]], successors: list[str]) -> str | None:
+        """Why the run stops after a step (interrupt_after / interrupt_before), if it does."""
+        reasons = [f"after node {w.node!r}" for w in writes if w.node in self._interrupt_after]
         before = [n for n in successors if n in self._interrupt_before]
-        reasons = [f"after node {n!r}" for n in after]
         if before:
             reasons.append(_before_reason(before) or "")
-        done = Checkpoint(
-            thread_id=tid,
-            step=step,
-            state=state,
-            next=tuple(successors),
-            status="interrupted" if reasons else "ok",
-            writes=writes,
-            reason="; ".join(reasons) if reasons else None,
-            duration=_clock.perf_counter() - started,
-            metadata=meta,
-        )
-        yield _Save(done)
-        if logger.isEnabledFor(logging.DEBUG):
-            for w in writes:
-                logger.debug(
-                    "thread %r step %d: node %r wrote %d update(s) in %.6fs",
-                    tid,
-                    step,
-                    w.node,
-                    len(w.updates),
-                    w.duration,
-                    extra={"thread_id": tid, "step": step, "node": w.node},
-                )
-            logger.debug(
-                "thread %r step %d ran %s, next %s",
-                tid,
-                step,
-                list(cp.next),
-                successors,
-                extra={"thread_id": tid, "step": step, "nodes": list(cp.next)},
-            )
-        return done
+        return "; ".join(reasons) if reasons else None
 
     def _successors(self, node: str, state: S, tid: str, step: int) -> tuple[str, ...]:
         route = self._routes.get(node)
@@ -685,7 +714,7 @@ class Runner(Generic[S]):
         loop: asyncio.AbstractEventLoop | None = None
         saver = self._checkpointer
         try:
-            response: dict[str, Outcome] | None = None
+            response: dict[str, Result] | None = None
             while True:
                 try:
                     request = core.send(response)
@@ -698,24 +727,25 @@ class Runner(Generic[S]):
                     if saver is not None:
                         saver.flush()  # the error checkpoint must survive too
                     raise
-                response = None
-                if isinstance(request, _Save):
-                    if saver is not None:
-                        saver.save(request.checkpoint)
-                    yield request.checkpoint
-                elif any(self._nodes[n].is_async for n in request.names):
-                    if loop is None:
-                        loop = asyncio.new_event_loop()
-                    response = loop.run_until_complete(self._run_async(request))
+                if isinstance(request, _RunNodes):
+                    if self._async_nodes.isdisjoint(request.names):
+                        response = {n: self._run_sync(n, request) for n in request.names}
+                    else:
+                        if loop is None:
+                            loop = asyncio.new_event_loop()
+                        response = loop.run_until_complete(self._run_async(request))
                 else:
-                    response = {n: self._run_sync(n, request) for n in request.names}
+                    response = None
+                    if saver is not None:
+                        saver.save(request)
+                    yield request
         finally:
             if loop is not None:
                 loop.close()
 
     async def _aevents(self, core: _Core) -> AsyncIterator[Checkpoint[S] | _Done]:
         saver = self._checkpointer
-        response: dict[str, Outcome] | None = None
+        response: dict[str, Result] | None = None
         while True:
             try:
                 request = core.send(response)
@@ -728,15 +758,18 @@ class Runner(Generic[S]):
                 if saver is not None:
                     saver.flush()
                 raise
-            response = None
-            if isinstance(request, _Save):
-                if saver is not None:
-                    await saver.asave(request.checkpoint)
-                yield request.checkpoint
+            if isinstance(request, _RunNodes):
+                if self._async_nodes.isdisjoint(request.names):
+                    response = {n: self._run_sync(n, request) for n in request.names}
+                else:
+                    response = await self._run_async(request)
             else:
-                response = await self._run_async(request)
+                response = None
+                if saver is not None:
+                    await saver.asave(request)
+                yield request
 
-    def _run_sync(self, name: str, request: _RunNodes) -> Outcome:
+    def _run_sync(self, name: str, request: _RunNodes) -> Result:
         t0 = _clock.perf_counter()
         try:
             value = self._nodes[name].fn(request.state)
@@ -751,20 +784,33 @@ class Runner(Generic[S]):
             step=request.step,
         )
 
-    async def _run_async(self, request: _RunNodes) -> dict[str, Outcome]:
-        limit = asyncio.Semaphore(self._concurrency)
+    async def _run_async(self, request: _RunNodes) -> dict[str, Result]:
+        async_names = dict.fromkeys(n for n in request.names if n in self._async_nodes)
+        # Fewer nodes than the limit never wait on a semaphore: they need none.
+        limit: contextlib.AbstractAsyncContextManager[object] = (
+            asyncio.Semaphore(self._concurrency)
+            if len(async_names) > self._concurrency
+            else contextlib.nullcontext()
+        )
 
-        async def run(name: str) -> Outcome:
+        async def run(name: str) -> Result:
             async with limit:
                 t0 = _clock.perf_counter()
-                deadline = asyncio.timeout(self._node_timeout)
+                # Without a node_timeout there is no deadline: asyncio.timeout(None) would
+                # never expire, but it costs a context manager for every node of every step.
+                deadline = (
+                    None if self._node_timeout is None else asyncio.timeout(self._node_timeout)
+                )
                 try:
                     coro = self._nodes[name].fn(request.state)
                     aw = cast("Awaitable[object]", coro)  # is_async nodes return awaitables
-                    async with deadline:
+                    if deadline is None:
                         value = await aw
+                    else:
+                        async with deadline:
+                            value = await aw
                 except TimeoutError as exc:
-                    if not deadline.expired():
+                    if deadline is None or not deadline.expired():
                         # The node raised TimeoutError itself: an ordinary node failure.
                         tid, step = request.thread_id, request.step
                         return node_failed(name, exc, thread_id=tid, step=step)
@@ -794,17 +840,19 @@ class Runner(Generic[S]):
                     step=request.step,
                 )
 
-        tasks: dict[str, asyncio.Task[Outcome]] = {}
-        out: dict[str, Outcome] = {}
-        for name in request.names:
-            if self._nodes[name].is_async:
-                tasks[name] = asyncio.ensure_future(run(name))
-        for name in request.names:
-            if not self._nodes[name].is_async:
-                out[name] = self._run_sync(name, request)
+        # Each async node runs in a task of its own: in its own copy of the context, and
+        # cancellable alone.
+        tasks = {name: asyncio.ensure_future(run(name)) for name in async_names}
+        out = {n: self._run_sync(n, request) for n in request.names if n not in async_names}
         if tasks:
             try:
-                await asyncio.gather(*tasks.values())
+                if len(tasks) == 1:
+                    # Awaiting the task itself saves gather's extra future: one event loop
+                    # round per step.
+                    (task,) = tasks.values()
+                    await task
+                else:
+                    await asyncio.gather(*tasks.values())
             except BaseException:
                 for task in tasks.values():
                     task.cancel()
@@ -814,10 +862,67 @@ class Runner(Generic[S]):
         return out
 
 
+def _unfinished(
+    tid: str,
+    step: int,
+    state: Any,
+    queue: tuple[str, ...],
+    writes: list[NodeWrite[object]],
+    others: list[Outcome],
+    meta: Metadata,
+    started: float,
+) -> _Halted:
+    """A step in which a node failed or interrupted the run: it keeps the state, queues the
+    same nodes again, and keeps the writes of the nodes that finished, so a resume runs
+    only the rest."""
+    failed = [o for o in others if o.error is not None]
+    reason = (
+        "; ".join(str(o.error) for o in failed)
+        if failed
+        else "; ".join(f"{o.node}: {o.interrupt.reason}" for o in others if o.interrupt)
+    )
+    halted: Checkpoint[Any] = Checkpoint(
+        thread_id=tid,
+        step=step,
+        state=state,
+        next=queue,
+        status="error" if failed else "interrupted",
+        pending=tuple(writes),
+        failures=tuple(o.failure for o in failed if o.failure is not None),
+        reason=reason,
+        duration=_clock.perf_counter() - started,
+        metadata=meta,
+    )
+    if failed:
+        return _Halted(halted, failed[0].error, failed[0].node, "node failed")
+    return _Halted(halted, None, "", "")
+
+
 def _before_reason(names: list[str]) -> str | None:
     if not names:
         return None
     return "; ".join(f"before node {n!r}" for n in names)
+
+
+def _log_step(thread_id: str, step: int, ran: tuple[str, ...], done: _Stepped) -> None:
+    for w in done.writes:
+        logger.debug(
+            "thread %r step %d: node %r wrote %d update(s) in %.6fs",
+            thread_id,
+            step,
+            w.node,
+            len(w.updates),
+            w.duration,
+            extra={"thread_id": thread_id, "step": step, "node": w.node},
+        )
+    logger.debug(
+        "thread %r step %d ran %s, next %s",
+        thread_id,
+        step,
+        list(ran),
+        list(done.next),
+        extra={"thread_id": thread_id, "step": step, "nodes": list(ran)},
+    )
 
 
 def _log_failure(thread_id: str, step: int, node: str, what: str) -> None:

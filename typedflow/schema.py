@@ -42,8 +42,9 @@ from typing import (
 import attrs
 from typing_extensions import TypeIs
 
-from typedflow._typing import F, U, V
+from typedflow._typing import F, S, U, V
 from typedflow.errors import SchemaError
+from typedflow.nodes import Goto, Interrupt
 from typedflow.reducers import replace
 
 if TYPE_CHECKING:
@@ -145,15 +146,16 @@ class StateSchema(Generic[U]):
         the same name with that field's reducer.
         """
         info = schema_info(type(self))
+        reducers = info.reducers
         changes: dict[str, object] = {}
         for name in info.update_fields_of(type(update)):
             value = getattr(update, name)
             if value is UNSET:
                 continue
-            changes[name] = info.reducers[name](getattr(self, name), value)
+            changes[name] = reducers[name](getattr(self, name), value)
         if not changes:
             return self
-        return attrs.evolve(self, **changes)  # type: ignore[misc]  # attrs.evolve is typed for attrs instances; schema_info() checked this class is one
+        return info.evolve(self, changes)
 
     @overload
     @classmethod
@@ -202,10 +204,25 @@ class SchemaInfo:
     """True when ``apply`` is the default, field-by-field fold."""
     field_names: frozenset[str]
     """The state's field names."""
+    init_fields: tuple[tuple[str, str], ...] = ()
+    """``(attribute name, __init__ argument name)`` of each field that ``__init__`` takes."""
+    plain_update_classes: frozenset[type] = frozenset()
+    """The update classes whose instances are one update by their exact type (not None,
+    a sequence, ``Goto`` or ``Interrupt``): a node's return value of one of these exact
+    types needs no further inspection."""
 
     def update_fields_of(self, update_class: type) -> tuple[str, ...]:
         """The field names of an update class (all checked to exist on the state)."""
         return _update_field_names(update_class)
+
+    def evolve(self, state: S, changes: dict[str, object]) -> S:
+        """``attrs.evolve(state, **changes)``, with the field list worked out once per
+        schema rather than on every call (this runs for every update of every step).
+        ``changes`` is consumed."""
+        for name, arg in self.init_fields:
+            if arg not in changes:
+                changes[arg] = getattr(state, name)
+        return type(state)(**changes)
 
     def check_update(self, value: object) -> bool:
         """True when ``value`` is an instance of the schema's update type."""
@@ -280,6 +297,12 @@ def _inspect(schema: type[StateSchema[Any]]) -> SchemaInfo:
         reducers=types.MappingProxyType(reducers),
         derived_apply=derived,
         field_names=field_names,
+        init_fields=tuple((a.name, a.alias) for a in attrs.fields(cast(type, schema)) if a.init),
+        plain_update_classes=frozenset(
+            cls
+            for cls in update_classes
+            if not issubclass(cls, list | tuple | Goto | Interrupt | types.NoneType)
+        ),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import typing
 from typing import Any
 
 import attrs
@@ -48,13 +49,28 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
     States and updates made only of immutable values (frozen attrs classes,
     tuples, frozensets, scalars) are shared, not copied, so saving costs the
     same however large the state grows. Other values (lists, dicts) are deep
-    copied on save and on load, so a saved checkpoint never changes.
+    copied on save and on load, so a saved checkpoint never changes; the
+    fields of a state whose types are immutable are shared even then, so a
+    copy costs what the mutable fields hold, not what the whole state holds.
     """
 
     def __init__(self, schema: type[S]) -> None:
         info = schema_info(schema)
         self._schema = schema
-        self._copy = not (is_immutable_type(schema) and is_immutable_type(info.update_type))
+        self._share_updates = is_immutable_type(info.update_type)
+        # The state fields whose values copies share, because their types are immutable.
+        self._shared_fields: tuple[str, ...]
+        if is_immutable_type(schema):
+            self._copy = not self._share_updates
+            self._shared_fields = tuple(info.field_names)
+        else:
+            self._copy = True
+            hints = typing.get_type_hints(schema)
+            self._shared_fields = tuple(
+                a.name
+                for a in attrs.fields(schema)  # type: ignore[arg-type]  # schema_info() checked it is an attrs class
+                if is_immutable_type(hints.get(a.name, a.type))
+            )
         self._threads: dict[str, _Thread] = {}
         self._lock = threading.Lock()
 
@@ -63,7 +79,19 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
         return self._schema
 
     def _out(self, cp: Checkpoint[S]) -> Checkpoint[S]:
-        return copy.deepcopy(cp) if self._copy else cp
+        return self._copied(cp) if self._copy else cp
+
+    def _copied(self, cp: Checkpoint[S]) -> Checkpoint[S]:
+        """A deep copy of ``cp`` that shares every part known to be immutable."""
+        # deepcopy returns what its memo already holds for an object, as is: seeding the memo
+        # with the immutable parts keeps the copy from walking them (a state's growing tuple
+        # of messages would otherwise be walked at every save and load).
+        state = cp.state
+        shared: list[object] = [getattr(state, name) for name in self._shared_fields]
+        shared += (cp.thread_id, cp.next, cp.failures, cp.created_at, cp.parent, cp.metadata)
+        if self._share_updates:
+            shared += (cp.writes, cp.pending)
+        return copy.deepcopy(cp, {id(value): value for value in shared})
 
     def _get(self, thread_id: str) -> _Thread:
         thread = self._threads.get(thread_id)
@@ -77,7 +105,7 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
                 f"this checkpointer stores {self._schema.__qualname__}, "
                 f"got a state of type {type(checkpoint.state).__qualname__}"
             )
-        stored = copy.deepcopy(checkpoint) if self._copy else checkpoint
+        stored = self._copied(checkpoint) if self._copy else checkpoint
         with self._lock:
             thread = self._threads.get(checkpoint.thread_id)
             if thread is None:
