@@ -867,6 +867,17 @@ def test_checkpoints_in_the_log_of_a_process_that_died_are_recovered_at_open(
         con.close()
 
 
+def save_together(cp: DuckDBCheckpointer[Chat], save: Callable[[int], None], count: int) -> None:
+    """Run ``save(i)`` in ``count`` threads, all queued before one group commit starts."""
+    with cp._lock:
+        workers = [threading.Thread(target=save, args=(i,)) for i in range(count)]
+        for w in workers:
+            w.start()
+        wait_until(lambda: len(cp._queue) == count)
+    for w in workers:
+        w.join(timeout=60)
+
+
 def test_an_unexpected_failure_in_a_group_commit_reaches_every_caller_it_concerns(
     queued: DuckDBCheckpointer[Chat], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -889,13 +900,7 @@ def test_an_unexpected_failure_in_a_group_commit_reaches_every_caller_it_concern
         else:
             outcomes[checkpoints[i].thread_id] = None
 
-    with queued._lock:
-        workers = [threading.Thread(target=save, args=(i,)) for i in range(len(checkpoints))]
-        for w in workers:
-            w.start()
-        wait_until(lambda: len(queued._queue) == len(checkpoints))
-    for w in workers:
-        w.join(timeout=60)
+    save_together(queued, save, len(checkpoints))
     assert isinstance(outcomes.pop("odd"), RuntimeError)
     assert outcomes == {"t0": None, "t1": None, "t2": None}
     # A failure of the write itself fails every save of the batch: none returns as saved.
@@ -907,12 +912,6 @@ def test_an_unexpected_failure_in_a_group_commit_reaches_every_caller_it_concern
     monkeypatch.setattr(queued, "_write", broken_write)
     outcomes.clear()
     checkpoints = [chat_checkpoint(f"t{i}", 1) for i in range(3)]
-    with queued._lock:
-        workers = [threading.Thread(target=save, args=(i,)) for i in range(len(checkpoints))]
-        for w in workers:
-            w.start()
-        wait_until(lambda: len(queued._queue) == len(checkpoints))
-    for w in workers:
-        w.join(timeout=60)
+    save_together(queued, save, len(checkpoints))
     assert set(outcomes) == {"t0", "t1", "t2"}
     assert all(isinstance(e, RuntimeError) for e in outcomes.values())

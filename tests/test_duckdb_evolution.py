@@ -424,13 +424,6 @@ def test_checkpoints_left_in_the_log_by_an_older_version_move_before_the_table_e
 ) -> None:
     path = tmp_path / "docs.duckdb"
     cp1 = DuckDBCheckpointer(DocV1, path, snapshot_every=4)
-    runner = Runner(
-        DocV1,
-        nodes=[write_v1],
-        entry="write_v1",
-        routes={"write_v1": lambda s: END if s.n >= 5 else "write_v1"},
-        checkpointer=cp1,
-    )
     for step, state in enumerate([DocV1(), DocV1(n=1, lines=("line 0",))]):
         cp1.save(
             Checkpoint(thread_id="t1", step=step, state=state, next=("write_v1",)),
@@ -438,7 +431,6 @@ def test_checkpoints_left_in_the_log_by_an_older_version_move_before_the_table_e
     # The process dies: the connection goes without moving its log into the typed tables.
     cp1._con.close()
     cp1._closed = True
-    del runner
     with DuckDBCheckpointer(DocV2, path, snapshot_every=4) as cp2:
         assert [c.step for c in cp2.history("t1")] == [1, 0]
         assert cp2.load("t1").state == DocV2(n=1, lines=("line 0",))
