@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,3 +129,22 @@ def file_size(path: Path) -> int:
         if p.exists():
             total += p.stat().st_size
     return total
+
+
+def run_together(runs: int, work: Callable[[int], None]) -> float:
+    """Seconds for ``work(i)`` in ``runs`` Python threads released at one moment."""
+    barrier = threading.Barrier(runs + 1)
+
+    def start(i: int) -> None:
+        barrier.wait()
+        work(i)
+
+    workers = [threading.Thread(target=start, args=(i,)) for i in range(runs)]
+    for w in workers:
+        w.start()
+    gc.collect()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - t0

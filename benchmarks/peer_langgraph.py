@@ -13,8 +13,6 @@ from __future__ import annotations
 import gc
 import operator
 import sqlite3
-import threading
-import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +24,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
-from benchmarks.common import Plan, file_size, message, repeated, timed
+from benchmarks.common import Plan, file_size, message, repeated, run_together, timed
 
 Saver: TypeAlias = Literal["none", "memory", "sqlite"]
 """Where LangGraph's checkpoints go: ``"none"``, ``InMemorySaver``, ``SqliteSaver`` (a file)."""
@@ -126,21 +124,7 @@ def concurrent_threads(plan: Plan, directory: Path) -> float:
         with saver_of("sqlite", directory / f"langgraph-threads-{r}.sqlite") as saver:
             run(app(2, saver), 2, "warm-up")
             compiled = app(steps, saver)
-            barrier = threading.Barrier(runs + 1)
-
-            def work(i: int) -> None:
-                barrier.wait()
-                run(compiled, steps, f"run-{i}")
-
-            workers = [threading.Thread(target=work, args=(i,)) for i in range(runs)]
-            for w in workers:
-                w.start()
-            gc.collect()
-            barrier.wait()
-            t0 = time.perf_counter()
-            for w in workers:
-                w.join()
-            elapsed = time.perf_counter() - t0
+            elapsed = run_together(runs, lambda i: run(compiled, steps, f"run-{i}"))
         return runs * (steps + 1) / elapsed
 
     return repeated(plan, measure)

@@ -14,7 +14,6 @@ import asyncio
 import gc
 import random
 import tempfile
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from typing import Any, Literal, TypeAlias
 import attrs
 import duckdb
 
-from benchmarks.common import Plan, file_size, median, message, repeated, timed
+from benchmarks.common import Plan, file_size, median, message, repeated, run_together, timed
 from typedflow import (
     END,
     UNSET,
@@ -257,21 +256,9 @@ def concurrent_threads(plan: Plan, directory: Path) -> float:
         with DuckDBCheckpointer(Chat, directory / f"threads-{r}.duckdb") as cp:
             _warm_up(cp)
             runner = chat_runner(steps, cp)
-            barrier = threading.Barrier(runs + 1)
-
-            def work(i: int) -> None:
-                barrier.wait()
-                _expect(runner.invoke(Chat(), thread_id=f"run-{i}"), Completed)
-
-            workers = [threading.Thread(target=work, args=(i,)) for i in range(runs)]
-            for w in workers:
-                w.start()
-            gc.collect()
-            barrier.wait()
-            t0 = time.perf_counter()
-            for w in workers:
-                w.join()
-            elapsed = time.perf_counter() - t0
+            elapsed = run_together(
+                runs, lambda i: _expect(runner.invoke(Chat(), thread_id=f"run-{i}"), Completed)
+            )
             stored = len(cp.threads()) - 1
             if stored != runs:
                 raise RuntimeError(f"{runs} runs ran, but {stored} threads were stored")
