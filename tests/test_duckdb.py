@@ -611,7 +611,7 @@ def save_while_a_commit_runs(
             )
         )
         runner.start()
-        wait_until(lambda: len(cp._queue) == len(checkpoints))
+        wait_until(lambda: cp._group.pending() == len(checkpoints))
     runner.join(timeout=60)
     return errors
 
@@ -829,9 +829,11 @@ def test_default_durability_commits_to_the_log_and_moves_rows_on_flush(tmp_path:
         assert con.execute(counts).fetchone() == (2, 0)  # committed, in the narrow log
         cp.flush()
         assert con.execute(counts).fetchone() == (0, 2)
-        for step in range(2, 7):  # every batch_size checkpoints move on their own
+        for step in range(2, 7):
             cp.save(chat_checkpoint("t1", step))
-        assert con.execute(counts).fetchone() == (1, 6)
+        # Every batch_size checkpoints move on their own, in the background (step 6 is moved
+        # too if it was committed before the move began).
+        wait_until(lambda: con.execute(counts).fetchone() in ((1, 6), (0, 7)))
         assert cp.load("t1") == chat_checkpoint("t1", 6)  # a read moves them first
         assert con.execute(counts).fetchone() == (0, 7)
 
@@ -873,7 +875,7 @@ def save_together(cp: DuckDBCheckpointer[Chat], save: Callable[[int], None], cou
         workers = [threading.Thread(target=save, args=(i,)) for i in range(count)]
         for w in workers:
             w.start()
-        wait_until(lambda: len(cp._queue) == count)
+        wait_until(lambda: cp._group.pending() == count)
     for w in workers:
         w.join(timeout=60)
 
@@ -915,3 +917,109 @@ def test_an_unexpected_failure_in_a_group_commit_reaches_every_caller_it_concern
     save_together(queued, save, len(checkpoints))
     assert set(outcomes) == {"t0", "t1", "t2"}
     assert all(isinstance(e, RuntimeError) for e in outcomes.values())
+
+
+# ----- group commit: asyncio callers, flush and close while commits run -----------------------
+
+
+def asave_while_a_commit_runs(
+    cp: DuckDBCheckpointer[Chat], checkpoints: list[Checkpoint[Chat]], *, cancel: int = -1
+) -> list[BaseException | None]:
+    """``asave`` each checkpoint in a task of one event loop while the checkpointer's lock is
+    held; cancel task ``cancel`` while it waits. The outcome of each task."""
+    outcomes: list[BaseException | None] = []
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(cp.asave(c)) for c in checkpoints]
+        await asyncio.to_thread(wait_until, lambda: cp._group.pending() == len(checkpoints))
+        if cancel >= 0:
+            tasks[cancel].cancel()
+        release.set()
+        for task in tasks:
+            try:
+                await task
+            except BaseException as exc:  # noqa: BLE001  # the outcome is what is tested
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+
+    release = threading.Event()
+    with cp._lock:
+        loop = threading.Thread(target=lambda: asyncio.run(main()))
+        loop.start()
+        assert release.wait(30)
+    loop.join(timeout=60)
+    return outcomes
+
+
+def test_asyncio_saves_queued_during_a_commit_share_one_transaction_off_the_loop(
+    queued: DuckDBCheckpointer[Chat], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committers: list[str] = []
+    write = queued._write
+
+    def recording_write(accepted: list[Any], *, log: bool = False) -> None:
+        committers.append(threading.current_thread().name)
+        write(accepted, log=log)
+
+    monkeypatch.setattr(queued, "_write", recording_write)
+    sizes = record_commits(queued, monkeypatch)
+    checkpoints = [chat_checkpoint(f"t{i}", 0) for i in range(6)]
+    assert asave_while_a_commit_runs(queued, checkpoints) == [None] * 6
+    assert sizes == [6]
+    assert committers == ["typedflow chat commits"]  # the group's writer, not the event loop
+    for c in checkpoints:
+        assert queued.load(c.thread_id) == c
+
+
+def test_a_cancelled_asave_leaves_the_others_alone(queued: DuckDBCheckpointer[Chat]) -> None:
+    checkpoints = [chat_checkpoint(f"t{i}", 0) for i in range(4)]
+    outcomes = asave_while_a_commit_runs(queued, checkpoints, cancel=1)
+    assert [type(o) for o in outcomes] == [
+        type(None),
+        asyncio.CancelledError,
+        type(None),
+        type(None),
+    ]
+    # A save already queued is committed even if its caller stopped waiting for it.
+    for c in checkpoints:
+        assert queued.load(c.thread_id) == c
+
+
+def test_flush_while_others_commit_moves_the_log_once_they_pause(
+    queued: DuckDBCheckpointer[Chat],
+) -> None:
+    con = queued.connection
+    counts = "SELECT (SELECT count(*) FROM chat_log), (SELECT count(*) FROM chat_checkpoints)"
+    queued.save(chat_checkpoint("t1", 0))
+    queued.save(chat_checkpoint("t1", 1))
+    with queued._lock:
+        saver = threading.Thread(target=lambda: queued.save(chat_checkpoint("t1", 2)))
+        saver.start()
+        wait_until(lambda: queued._group.pending() == 1)
+        flusher = threading.Thread(target=queued.flush)
+        flusher.start()
+        flusher.join(timeout=30)
+        # flush did not wait for the lock a commit holds: it left the move for the committer.
+        assert not flusher.is_alive()
+    saver.join(timeout=30)
+    wait_until(lambda: con.execute(counts).fetchone() == (0, 3))
+
+
+def test_close_commits_the_saves_queued_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "close.duckdb"
+    cp = DuckDBCheckpointer(Chat, path)
+    checkpoints = [chat_checkpoint(f"t{i}", 0) for i in range(3)]
+    with cp._lock:
+        savers = [threading.Thread(target=cp.save, args=(c,)) for c in checkpoints]
+        for s in savers:
+            s.start()
+        wait_until(lambda: cp._group.pending() == len(checkpoints))
+        closer = threading.Thread(target=cp.close)
+        closer.start()
+    closer.join(timeout=60)
+    for s in savers:
+        s.join(timeout=60)
+    with DuckDBCheckpointer(Chat, path) as reopened:
+        for c in checkpoints:
+            assert reopened.load(c.thread_id) == c

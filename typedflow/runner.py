@@ -751,12 +751,12 @@ class Runner(Generic[S]):
                 request = core.send(response)
             except StopIteration as stop:
                 if saver is not None:
-                    saver.flush()  # see _events
+                    await saver.aflush()  # see _events
                 yield _Done(stop.value)
                 return
             except RunError:
                 if saver is not None:
-                    saver.flush()
+                    await saver.aflush()
                 raise
             if isinstance(request, _RunNodes):
                 if self._async_nodes.isdisjoint(request.names):

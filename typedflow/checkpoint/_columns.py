@@ -95,6 +95,8 @@ def _encode_datetime(value: Any) -> Any:
         return None
     if not isinstance(value, dt.datetime):
         raise _wrong(value, "a datetime")
+    if value.tzinfo is dt.UTC:  # the usual case: every UTC datetime is in range
+        return value.isoformat()
     if value.tzinfo is None:
         raise ValueError(
             f"the datetime {value!r} has no timezone; DuckDB stores datetimes as TIMESTAMPTZ: "

@@ -273,6 +273,10 @@ class Checkpointer(ABC, Generic[S]):
     def flush(self) -> None:  # optional hook: backends without buffering have nothing to do
         """Make every saved checkpoint durable now (for batched durability)."""
 
+    async def aflush(self) -> None:
+        """:meth:`flush` for callers on an event loop; override it if flushing blocks."""
+        self.flush()
+
     def close(self) -> None:  # optional hook: in-memory backends hold no resources
         """Flush and release the backend's resources."""
 

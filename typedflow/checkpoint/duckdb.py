@@ -22,7 +22,9 @@ value back together); a full copy is stored every ``snapshot_every`` steps.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import threading
 import typing
@@ -46,6 +48,7 @@ from typedflow.checkpoint._columns import (
     struct_column,
     to_json,
 )
+from typedflow.checkpoint._group import GroupCommit
 from typedflow.checkpoint.base import (
     Checkpoint,
     HistoryCheckpointer,
@@ -70,6 +73,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DuckDBCheckpointer", "Durability"]
 
+logger = logging.getLogger(__name__)
+
 Durability: TypeAlias = Literal["step", "batch"]
 """When saved checkpoints are committed:
 
@@ -85,6 +90,9 @@ Durability: TypeAlias = Literal["step", "batch"]
   checkpoints buffered since the last commit (fewer than ``batch_size``); a
   step is never stored in part.
 """
+
+_MOVE_PAUSE: Final = 0.05
+"""Seconds between two moves of the log by the mover thread."""
 
 THREADS: Final = "typedflow_threads"
 """The table of threads, shared by every schema stored in one database."""
@@ -155,10 +163,20 @@ class _Ticket:
 
     checkpoint: Checkpoint[Any]
     fixed: dict[str, Any]
-    """The encoded fields of the checkpoints row, except the growable state fields."""
+    """The encoded fields of the checkpoints row (with the growable state fields once
+    :meth:`DuckDBCheckpointer._prepare` has run)."""
+    state: dict[str, Any]
+    """The encoded state fields, except the growable ones."""
     updates: list[dict[str, Any]]
     thread: dict[str, Any] | None = None
     """The typedflow_threads row, when the checkpoint starts a thread."""
+    prepared: bool = False
+    tail: _Tail | None = None
+    """The thread's tail the growable fields were stored against."""
+    new_tail: _Tail | None = None
+    """The thread's tail once this checkpoint is stored."""
+    payload: str | None = None
+    """The log row's JSON (default durability)."""
     done: bool = False
     error: BaseException | None = None
 
@@ -218,6 +236,13 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._log_table = quote(f"{self._table}_log")
         self._logged = 0
         """How many checkpoints wait in the log table to be moved into the typed tables."""
+        self._count_lock = threading.Lock()
+        self._move_lock = threading.Lock()
+        """Held by whoever moves the log; moves run one at a time."""
+        self._mover: threading.Thread | None = None
+        self._mover_con: duckdb.DuckDBPyConnection | None = None
+        self._move_wanted = threading.Event()
+        self._stopping = threading.Event()
         self._plan_columns()
         self._owns = not isinstance(database, duckdb.DuckDBPyConnection)
         with _mapped(f"cannot open the DuckDB database {str(database)!r}"):
@@ -228,11 +253,19 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             # TIMESTAMPTZ values are read as UTC timestamps; the setting is this cursor's own.
             self._con.execute("SET TimeZone = 'UTC'")
         self._lock = threading.RLock()
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Ticket] = []
+        self._group: GroupCommit[_Ticket] = GroupCommit(
+            self._commit_group,
+            self._move_when_idle,
+            self._lock,
+            name=f"typedflow {self._table} commits",
+        )
         self._buffer: list[_Ticket] = []
         self._latest: dict[str, int] = {}
         self._tails: dict[str, _Tail] = {}
+        self._absent: set[str] = set()
+        """Threads of the batch being committed that are not stored (see :meth:`_look_up`)."""
+        self._others: dict[str, str] = {}
+        """Of those, the ones another schema uses, with its name."""
         self._closed = False
         try:
             self._create_or_check()
@@ -486,32 +519,40 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 if len(self._buffer) >= self._batch_size:
                     self._flush_locked()
                 return
-        with self._queue_lock:
-            self._queue.append(ticket)
-        with self._lock:
-            # Group commit: whoever holds the lock commits every checkpoint queued so far.
-            if not ticket.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._check_open(batch)
-                self._commit(batch)
+        self._check_open()
+        self._group.save(ticket)
         if ticket.error is not None:
             raise ticket.error
 
     async def asave(self, checkpoint: Checkpoint[S]) -> None:
-        import asyncio
-
-        if self._durability == "batch" and len(self._buffer) + 1 < self._batch_size:
-            self.save(checkpoint)  # only buffers: no need for a thread
-        else:
-            # Commits (and the batch that fills the buffer) run off the event loop.
-            await asyncio.to_thread(self.save, checkpoint)
+        if self._durability == "batch":
+            if len(self._buffer) + 1 < self._batch_size:
+                self.save(checkpoint)  # only buffers: no need for a thread
+            else:
+                # The save that fills the buffer commits it, off the event loop.
+                await asyncio.to_thread(self.save, checkpoint)
+            return
+        ticket = self._ticket(checkpoint)
+        self._check_open()
+        await self._group.asave(ticket)  # committed by the group's writer thread
+        if ticket.error is not None:
+            raise ticket.error
 
     def flush(self) -> None:
+        if self._durability == "step" and self._group.when_idle():
+            return  # other saves are being committed: the log is moved when they pause
         with self._lock:
             if not self._closed:
                 self._flush_locked()
                 self._move_log_now()
+
+    async def aflush(self) -> None:
+        if self._durability == "step":
+            if self._group.when_idle() or not self._logged:
+                return
+        elif not self._buffer:
+            return
+        await asyncio.to_thread(self.flush)
 
     def _flush_locked(self) -> None:
         if not self._buffer:
@@ -523,6 +564,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             raise errors[0]
 
     def close(self) -> None:
+        self._group.close()  # every queued save is committed first
+        self._stop_mover()
         with self._lock:
             if self._closed:
                 return
@@ -531,6 +574,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 self._move_log_now()
             finally:
                 self._closed = True
+                if self._mover_con is not None:
+                    self._mover_con.close()
                 self._con.close()
 
     def _check_open(self, batch: Sequence[_Ticket] = ()) -> None:
@@ -543,9 +588,22 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     # -- writing -----------------------------------------------------------------------------
 
     def _ticket(self, cp: Checkpoint[S]) -> _Ticket:
-        """Encode everything but the growable fields, outside the lock."""
+        """Encode a checkpoint in the caller's thread, outside the lock, so that a commit has
+        little left to do. The growable fields are stored against the thread's tail as it is
+        now; the commit checks that it still is (it is, unless two runs write one thread)."""
         with _naming(cp):
-            return self._encode(cp)
+            ticket = self._encode(cp)
+            self._prepare(ticket, self._tails.get(cp.thread_id))
+        return ticket
+
+    def _prepare(self, ticket: _Ticket, tail: _Tail | None) -> None:
+        grow, base, ticket.new_tail = self._growable_row(ticket.checkpoint, tail)
+        ticket.fixed["state"] = {**ticket.state, **grow} if grow else ticket.state
+        ticket.fixed["base"] = base
+        ticket.tail = tail
+        ticket.prepared = True
+        if self._durability == "step":
+            ticket.payload = _dumps({"checkpoint": ticket.fixed, "updates": ticket.updates})
 
     def _encode(self, cp: Checkpoint[S]) -> _Ticket:
         if not _is_text(cp.thread_id):
@@ -596,11 +654,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             "writes": [_write_row(w) for w in cp.writes],
             "pending": [_write_row(w) for w in cp.pending],
             "failures": failures,
-            "metadata": to_json(dict(cp.metadata)),
+            "metadata": to_json(dict(cp.metadata)) if cp.metadata else "{}",
             "parent_thread_id": None if cp.parent is None else cp.parent.thread_id,
             "parent_step": None if cp.parent is None else cp.parent.step,
         }
-        return _Ticket(cp, fixed, updates)
+        return _Ticket(cp, fixed, state, updates)
 
     def _update_row(
         self, cp: Checkpoint[S], pending: bool, position: int, node: str, seq: int, update: object
@@ -634,9 +692,13 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 self._latest[thread_id] = step
         return step
 
-    def _growable_row(self, cp: Checkpoint[S]) -> tuple[dict[str, Any], bool]:
-        """The growable fields to store for ``cp`` (deltas when possible) and whether in full."""
-        tail = self._tails.get(cp.thread_id)
+    def _growable_row(
+        self, cp: Checkpoint[S], tail: _Tail | None
+    ) -> tuple[dict[str, Any], bool, _Tail | None]:
+        """The growable fields to store for ``cp`` (deltas against ``tail`` when possible),
+        whether in full, and the thread's tail after it."""
+        if not self._growable:
+            return {}, True, None
         values = {name: tuple(getattr(cp.state, name)) for name in self._growable}
         base = tail is None or tail.step != cp.step - 1 or cp.step % self._snapshot_every == 0
         if not base and tail is not None:
@@ -655,22 +717,45 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             except Exception as exc:
                 raise SerializationError(f"cannot serialize {path}: {exc}", path=path) from exc
             out[name] = encode_checked(self._fields[name], plain, path)
-        self._tails[cp.thread_id] = _Tail(cp.step, values)
-        return out, base
+        return out, base, _Tail(cp.step, values)
+
+    def _look_up(self, batch: list[_Ticket]) -> None:
+        """Find, in one query each, which threads of a batch are new and whether another schema
+        uses their ids (instead of two queries per new thread in :meth:`_accept`)."""
+        unknown = list(
+            {t.checkpoint.thread_id for t in batch if t.checkpoint.thread_id not in self._latest}
+        )
+        self._absent.clear()
+        self._others.clear()
+        if len(unknown) < 2:
+            return
+        found = self._con.execute(
+            f"SELECT thread_id, max(step) FROM (SELECT thread_id, step FROM {self._cp_table} "
+            f"UNION ALL SELECT thread_id, step FROM {self._log_table}) "
+            "WHERE thread_id IN (SELECT unnest($1::VARCHAR[])) GROUP BY thread_id",
+            [unknown],
+        ).fetchall()
+        self._latest.update(dict(found))
+        self._absent.update(set(unknown) - {tid for tid, _ in found})
+        self._others.update(
+            self._con.execute(
+                f"SELECT thread_id, schema_name FROM {THREADS} "
+                "WHERE thread_id IN (SELECT unnest($1::VARCHAR[])) AND table_name <> $2",
+                [list(self._absent), self._table],
+            ).fetchall()
+        )
 
     def _accept(self, ticket: _Ticket) -> None:
         """Check a checkpoint against its thread and finish its rows (deltas need the order)."""
         cp = ticket.checkpoint
         tid = cp.thread_id
-        latest = self._latest_step(tid)
+        new = tid in self._absent
+        latest = None if new else self._latest_step(tid)
         if latest is None:
-            other = self._con.execute(
-                f"SELECT schema_name FROM {THREADS} WHERE thread_id = ? AND table_name <> ?",
-                [tid, self._table],
-            ).fetchone()
+            other = self._others.get(tid) if new else self._other_schema(tid)
             if other is not None:
                 raise CheckpointError(
-                    f"thread id {tid!r} is already used by schema {other[0]!r} in this database; "
+                    f"thread id {tid!r} is already used by schema {other!r} in this database; "
                     "thread ids are unique within a database: pick another thread id"
                 )
             ticket.thread = {
@@ -690,16 +775,44 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 f"thread {tid!r} is at step {latest}; the next checkpoint must be step "
                 f"{latest + 1}, got step {cp.step}"
             )
-        with _naming(cp):
-            grow, base = self._growable_row(cp)
-        ticket.fixed["state"] = {**ticket.fixed["state"], **grow}
-        ticket.fixed["base"] = base
+        tail = self._tails.get(tid)
+        if not ticket.prepared or ticket.tail is not tail:
+            with _naming(cp):
+                self._prepare(ticket, tail)
+        if ticket.new_tail is not None:
+            self._tails[tid] = ticket.new_tail
         self._latest[tid] = cp.step
+        self._absent.discard(tid)
+
+    def _other_schema(self, thread_id: str) -> str | None:
+        """The schema that uses ``thread_id`` in this database, if not this one."""
+        row = self._con.execute(
+            f"SELECT schema_name FROM {THREADS} WHERE thread_id = ? AND table_name <> ?",
+            [thread_id, self._table],
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _commit_group(self, batch: list[_Ticket]) -> None:
+        # The group holds self._lock.
+        self._check_open(batch)
+        self._commit(batch)
+
+    def _move_when_idle(self) -> None:
+        """A move that :meth:`flush` left for when the commits pause."""
+        with self._lock:
+            if not self._closed:
+                self._move_log_now()
 
     def _commit(self, batch: list[_Ticket]) -> None:
         """Check a batch of concurrent saves and commit it to the log in one statement; record
         each ticket's outcome."""
         accepted: list[_Ticket] = []
+        try:
+            with _mapped("cannot save checkpoints"):
+                self._look_up(batch)
+        except CheckpointError:
+            self._absent.clear()  # each checkpoint is looked up (and fails) on its own below
+            self._others.clear()
         for ticket in batch:
             ticket.done = True
             try:
@@ -718,7 +831,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                     ticket.error = exc
             raise
         if self._logged >= self._batch_size:
-            self._move_log_now()
+            self._move_soon()
 
     def _write(self, accepted: list[_Ticket], *, log: bool = False) -> None:
         """Write accepted checkpoints in one transaction, to the log or to the typed tables;
@@ -743,14 +856,17 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 ticket.error = self._explain(ticket, exc)
         else:
             if log:
-                self._logged += len(accepted)
+                with self._count_lock:
+                    self._logged += len(accepted)
 
     def _append_log(self, accepted: list[_Ticket]) -> None:
         """Commit checkpoints as rows of the narrow log table: one short row commits as fast as
         DuckDB commits anything, where a wide row of nested columns (and the SQL text of its
         type) costs several times more. The encoders have checked every value's type and
         range, so the later move into the typed tables cannot refuse one."""
-        payloads = [_dumps({"checkpoint": t.fixed, "updates": t.updates}) for t in accepted]
+        payloads = [
+            t.payload or _dumps({"checkpoint": t.fixed, "updates": t.updates}) for t in accepted
+        ]
         threads = [t.thread for t in accepted if t.thread is not None]
         if threads:
             # A new thread's row is written at once: thread ids are unique across the schemas
@@ -802,35 +918,76 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             con.execute("ROLLBACK")
             raise
 
-    def _move_log_now(self) -> None:
-        """Move the logged checkpoints into the typed tables, in one transaction."""
-        if not self._logged:
-            return
-        con = self._con
-        with _mapped(
-            f"cannot move the checkpoints committed to {self._log_table} into the typed tables "
-            "(they stay there, and are moved at the next flush, read, close or open)"
-        ):
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._move_log(self._log_type())
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        self._logged = 0
+    def _move_soon(self) -> None:
+        """Have the mover thread move the log, while commits go on (it has its own cursor, and
+        DuckDB lets one transaction move rows while others append to the log)."""
+        if self._mover is None:
+            with _mapped("cannot open a second cursor to move the log"):
+                self._mover_con = self._con.cursor()
+            self._mover = threading.Thread(
+                target=self._move_in_background, name=f"typedflow {self._table} log", daemon=True
+            )
+            self._mover.start()
+        self._move_wanted.set()
 
-    def _move_log(self, log_type: str) -> None:
-        """Move every row of the log table (written as ``log_type``) into the typed tables."""
+    def _move_in_background(self) -> None:
+        con = self._mover_con
+        while con is not None:
+            self._move_wanted.wait()
+            self._move_wanted.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self._move_log_now(con)
+            except CheckpointError:
+                # The checkpoints are committed (in the log); the next read, flush or close
+                # moves them again and reports what goes wrong.
+                logger.warning("could not move the log into the typed tables", exc_info=True)
+            # A move costs about as much for 10 rows as for 1,000 (DuckDB's fixed cost per
+            # statement and commit), so under load the mover waits for more to gather.
+            if self._stopping.wait(_MOVE_PAUSE):
+                return
+
+    def _stop_mover(self) -> None:
+        if self._mover is not None:
+            self._stopping.set()
+            self._move_wanted.set()
+            self._mover.join()
+            self._mover = None
+
+    def _move_log_now(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Move the logged checkpoints into the typed tables, in one transaction."""
+        with self._move_lock:
+            if not self._logged:
+                return
+            con = self._con if con is None else con
+            with _mapped(
+                f"cannot move the checkpoints committed to {self._log_table} into the typed "
+                "tables (they stay there, and are moved at the next flush, read, close or open)"
+            ):
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    moved = self._move_log(self._log_type(), con)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            with self._count_lock:
+                self._logged -= moved
+
+    def _move_log(self, log_type: str, con: duckdb.DuckDBPyConnection | None = None) -> int:
+        """Move every row of the log table (written as ``log_type``) that this transaction
+        sees into the typed tables; how many."""
         x = f"(SELECT payload::JSON::{log_type} AS x FROM {self._log_table})"
-        con = self._con
+        con = self._con if con is None else con
         con.execute(
             f"INSERT INTO {self._cp_table} SELECT r.* FROM (SELECT x.checkpoint AS r FROM {x})"
         )
         con.execute(
             f"INSERT INTO {self._up_table} SELECT r.* FROM (SELECT unnest(x.updates) AS r FROM {x})"
         )
-        con.execute(f"DELETE FROM {self._log_table}")
+        row = con.execute(f"DELETE FROM {self._log_table}").fetchone()
+        return 0 if row is None else int(row[0])
 
     def _write_each(self, accepted: list[_Ticket], *, log: bool) -> None:
         """Write a batch DuckDB refused one checkpoint at a time, so that a bad value fails only
@@ -1190,8 +1347,12 @@ def _insert(
     )
 
 
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=True)
+"""Made once: ``json.dumps`` with options makes an encoder for every call."""
+
+
 def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=True)
+    return _ENCODER.encode(value)
 
 
 def _cast(column: Column) -> str:
