@@ -79,11 +79,14 @@ Durability: TypeAlias = Literal["step", "batch"]
 """When saved checkpoints are committed:
 
 - ``"step"`` (default): ``save`` returns once the checkpoint is committed.
-  Concurrent saves share commits (group commit), so many runs on one
-  checkpointer commit together. Each checkpoint is committed as one narrow row
-  of ``<table>_log`` and moved into the typed tables every ``batch_size``
-  checkpoints, on reads, ``flush()`` and ``close()``, and when the file is
-  next opened after a crash.
+  Saves that arrive while a commit runs are committed together in the next one
+  (group commit, by a writer thread of the checkpointer's own; ``asave`` always
+  hands its checkpoint to it), so many runs on one checkpointer share commits.
+  Each checkpoint is committed as one narrow row of ``<table>_log`` and moved
+  into the typed tables in the background once ``batch_size`` have gathered,
+  on reads, ``flush()`` and ``close()``, and when the file is next opened after
+  a crash. While other saves are being committed, ``flush()`` leaves the move
+  to the committing thread, which makes it when the commits pause.
 - ``"batch"``: ``save`` buffers; the buffer is committed every ``batch_size``
   checkpoints, on ``flush()``, on ``close()``, and by the runner whenever a run
   stops (it ends, is interrupted or fails). A crash loses at most the
