@@ -22,13 +22,14 @@ import functools
 import threading
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from typing import Any, Final, Generic, Literal, cast
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_structure_fn, override
 from cattrs.strategies import configure_tagged_union
 
 from typedflow._typing import S
@@ -86,6 +87,10 @@ def _install(conv: cattrs.Converter) -> None:
 
 
 def _identity(value: object) -> object:
+    return value
+
+
+def _taken(value: object, _: object) -> object:
     return value
 
 
@@ -239,6 +244,9 @@ class Serde(Generic[S]):
         self.schema = schema
         self.info = schema_info(schema)
         self.converter = converter if converter is not None else make_converter()
+        self._own = converter is None
+        """Whether typedflow made the converter (so it holds no hooks of the user's)."""
+        self._assemblers: dict[frozenset[str], Any] = {}
         if converter is not None:
             _install(self.converter)
         with _prepare_lock:
@@ -255,6 +263,32 @@ class Serde(Generic[S]):
     def load_state(self, data: Mapping[str, Any], *, path: str = "state") -> S:
         """The state for plain data made by :meth:`dump_state`."""
         return cast("S", self._load(data, self.schema, path))
+
+    def state_hook(self, loaded: Collection[str] = ()) -> Callable[[Any, Any], Any] | None:
+        """A structure hook for states: ``hook(data, schema)`` loads plain data made by
+        :meth:`dump_state`, without :meth:`load_state`'s path of the failing field (load the data
+        again with :meth:`load_state` to name it), for a backend loading many states at once.
+
+        Args:
+            loaded: State fields whose values in ``data`` are loaded already (a backend may load
+                a growing field's items one part at a time); the hook keeps them as they are.
+
+        Returns:
+            The hook; None when fields are ``loaded`` but the converter is the user's, whose
+            hook for the state class may do more than load each field.
+        """
+        if not loaded:
+            return self.converter.get_structure_hook(self.schema)
+        if not self._own:
+            return None
+        key = frozenset(loaded)
+        hook = self._assemblers.get(key)
+        if hook is None:
+            overrides = {name: override(struct_hook=_taken) for name in key}
+            # The keys are field names, which mypy cannot tell from the function's options.
+            hook = make_dict_structure_fn(self.schema, self.converter, **overrides)  # type: ignore[arg-type]  # see above
+            self._assemblers[key] = hook
+        return hook
 
     def dump_update(self, update: object) -> object:
         """An update as plain data: an attrs update as a dict without its UNSET fields (a

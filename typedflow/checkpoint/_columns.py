@@ -364,6 +364,7 @@ def struct_column(fields: Mapping[str, Column]) -> Column:
     wire_sql = "STRUCT(" + ", ".join(f"{quote(n)} {c.wire_sql}" for n, c in fields.items()) + ")"
     names = tuple(fields)
     columns = tuple(fields.values())
+    decoders = tuple((n, c.decode) for n, c in fields.items() if c.decode is not _same)
 
     def encode(data: Any) -> Any:
         if data is None:
@@ -374,6 +375,15 @@ def struct_column(fields: Mapping[str, Column]) -> Column:
     def decode(data: Any) -> Any:
         if data is None:
             return None
+        if None not in data.values():
+            # The usual value, with every field (DuckDB reads a STRUCT with the fields of
+            # its type, which are the column's): only those that need it are converted.
+            if not decoders:
+                return data
+            out = dict(data)
+            for n, field_decode in decoders:
+                out[n] = field_decode(out[n])
+            return out
         # A NULL in a field that cannot be None is a field added after the row was
         # written: leave it out so that loading uses the field's default.
         return {

@@ -28,16 +28,17 @@ import logging
 import re
 import threading
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import attrs
 import duckdb
 
-from typedflow._serde import Serde, is_unset_type
+from typedflow._serde import Serde, is_immutable_type, is_unset_type
 from typedflow._typing import S
 from typedflow.checkpoint._columns import (
     Column,
@@ -48,6 +49,7 @@ from typedflow.checkpoint._columns import (
     struct_column,
     to_json,
 )
+from typedflow.checkpoint._decode import make_checkpoint, make_write
 from typedflow.checkpoint._group import GroupCommit
 from typedflow.checkpoint.base import (
     Checkpoint,
@@ -56,6 +58,7 @@ from typedflow.checkpoint.base import (
     NodeWrite,
     ParentRef,
     ThreadInfo,
+    freeze_metadata,
 )
 from typedflow.errors import (
     CheckpointError,
@@ -1077,18 +1080,66 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     # -- reading -----------------------------------------------------------------------------
 
     def _columns_sql(self) -> str:
+        """The columns of a checkpoint row in a long read, as in :data:`_Row` but its shape."""
         return (
-            "step, status, next, reason, duration, created_at::TIMESTAMP, base, "
-            f"{_read('state', self._state_col)}, writes, pending, failures, metadata, "
-            "parent_thread_id, parent_step"
+            "step, epoch_us(created_at) AS created_us, duration, "
+            f"{_read('state', self._state_col)} AS state, "
+            # The usual step has one write and none pending: its duration is read as a
+            # number, its node and goto as part of the shape; a list of STRUCTs takes much
+            # longer to convert to Python.
+            f"CASE WHEN {_USUAL} THEN writes[1].duration END AS node_duration, "
+            f"CASE WHEN NOT ({_USUAL}) THEN struct_pack(writes, pending) END AS others"
         )
 
-    def _rows(self, thread_id: str, first: int, last: int) -> list[tuple[Any, ...]]:
-        return self._con.execute(
-            f"SELECT {self._columns_sql()} FROM {self._cp_table} "
-            "WHERE thread_id = ? AND step BETWEEN ? AND ? ORDER BY step",
-            [thread_id, first, last],
+    def _rows(self, thread_id: str, first: int, last: int) -> tuple[list[_Row], dict[int, _Shape]]:
+        """The rows of steps ``first..last``, and their shapes by key.
+
+        Converting nested values to Python costs more than anything else in a read, and
+        most rows of a thread share one of a few shapes (see :data:`_SHAPE`), so a long
+        read fetches each distinct shape once, keyed by its hash. A short read (a load)
+        fetches the shape of each row, as DuckDB plans that query in less time.
+        """
+        where = f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?"
+        params = [thread_id, first, last]
+        if last - first + 1 >= _MANY:
+            # One statement, so that the shapes and the rows come from one snapshot.
+            fetched = self._con.execute(
+                f"WITH r AS (SELECT {self._columns_sql()}, {_SHAPE} AS shape {where}) "
+                "SELECT step, created_us, duration, state, node_duration, others, hash(shape), "
+                "NULL FROM r UNION ALL SELECT DISTINCT NULL, NULL, NULL, NULL, NULL, NULL, "
+                "hash(shape), shape FROM r ORDER BY step NULLS FIRST",
+                params,
+            ).fetchall()
+            count = 0
+            shapes: dict[int, _Shape] = {}
+            for row in fetched:
+                if row[0] is not None:
+                    break
+                shapes[row[6]] = _shape(thread_id, row[7])
+                count += 1
+            if len(shapes) == count:  # else two shapes share a hash: read row by row
+                return fetched[count:], shapes
+        fetched = self._con.execute(
+            "SELECT step, epoch_us(created_at), duration, "
+            f"{_read('state', self._state_col)}, writes, pending, {', '.join(_SHAPE_COLUMNS)} "
+            f"{where} ORDER BY step",
+            params,
         ).fetchall()
+        rows: list[_Row] = []
+        shapes = {}
+        for step, created_us, duration, state, writes, pending, *shape in fetched:
+            raw = dict(zip(_SHAPE_COLUMNS, shape, strict=True))
+            if len(writes) == 1 and not pending:
+                raw["node"], raw["goto"] = writes[0]["node"], writes[0]["goto"]
+                rows.append(
+                    (step, created_us, duration, state, writes[0]["duration"], None, step, None)
+                )
+            else:
+                raw["node"] = raw["goto"] = None
+                others = {"writes": writes, "pending": pending}
+                rows.append((step, created_us, duration, state, None, others, step, None))
+            shapes[step] = _shape(thread_id, raw)
+        return rows, shapes
 
     def _base_step(self, thread_id: str, step: int) -> int | None:
         if not self._growable:
@@ -1099,87 +1150,179 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         ).fetchone()
         return None if row is None else row[0]
 
-    def _updates(
-        self, thread_id: str, first: int, last: int
-    ) -> dict[tuple[int, bool, int], list[object]]:
-        out: dict[tuple[int, bool, int], list[object]] = {}
+    def _updates(self, thread_id: str, first: int, last: int) -> _Updates:
+        """The updates of steps ``first..last`` (see :data:`_Updates`)."""
+        if last - first + 1 >= _MANY and self._updates_shareable():
+            shared = self._shared_updates(thread_id, first, last)
+            if shared is not None:
+                return shared
+        out: _Updates = {}
         rows = self._con.execute(
-            f"SELECT step, pending, position, {_read('value', self._update_col)}, unset "
+            f"SELECT step, pending, position, {_read('value', self._update_col)}, "
+            "CASE WHEN len(unset) > 0 THEN unset END "
             f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ? "
             "ORDER BY step, pending, position, seq",
             [thread_id, first, last],
         ).fetchall()
+        load = self._update_loader(thread_id)
+        key: int | tuple[int, bool, int] | None = None
         for step, pending, position, value, unset in rows:
-            plain = self._update_col.decode(value)
-            if isinstance(plain, dict) and self._update_col.fields is not None:
+            update = load(value, unset, step, pending, position)
+            slot = _slot(step, pending, position)
+            # Rows come in order: a key seen just before is a node that returned several.
+            out[slot] = (*out[slot], update) if slot == key else (update,)
+            key = slot
+        return out
+
+    def _updates_shareable(self) -> bool:
+        """Whether steps may share a loaded update: it is immutable, and DuckDB tells stored
+        values apart exactly as Python would (not so for floats: 0.0 and -0.0 are one value)."""
+        return is_immutable_type(self._serde.update_type) and "DOUBLE" not in self._update_col.sql
+
+    def _shared_updates(self, thread_id: str, first: int, last: int) -> _Updates | None:
+        """:meth:`_updates` for a long read, fetching and loading each distinct update once, by
+        its hash (the steps of a thread often return equal updates); None when that cannot be
+        done (a value does not load: reading row by row names the step it belongs to)."""
+        rows = self._con.execute(
+            f"WITH u AS (SELECT step, pending, position, seq, "
+            f"{_read('value', self._update_col)} AS value, "
+            "CASE WHEN len(unset) > 0 THEN unset END AS unset "
+            f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ?) "
+            "SELECT step, slot, key, value FROM ("
+            "SELECT step, CASE WHEN pending OR position > 0 THEN position * 2 + pending::INTEGER "
+            "END AS slot, seq, hash(value, unset) AS key, NULL AS value FROM u UNION ALL "
+            "SELECT DISTINCT NULL, NULL, NULL, hash(value, unset), struct_pack(value, unset) "
+            "FROM u) ORDER BY step NULLS FIRST, slot NULLS FIRST, seq",
+            [thread_id, first, last],
+        ).fetchall()
+        load = self._update_loader(thread_id)
+        loaded: dict[int, tuple[object]] = {}
+        count = 0
+        for row in rows:
+            if row[0] is not None:
+                break
+            try:
+                loaded[row[2]] = (load(row[3]["value"], row[3]["unset"], 0, False, 0),)
+            except SerializationError:
+                return None
+            count += 1
+        if len(loaded) != count:  # two values share a hash
+            return None
+        out: _Updates = {}
+        key: int | tuple[int, bool, int] | None = None
+        for step, slot, value_key, _ in rows[count:]:
+            at: int | tuple[int, bool, int] = (
+                step if slot is None else (step, bool(slot & 1), slot >> 1)
+            )
+            # Rows come in order: a key seen just before is a node that returned several.
+            out[at] = (*out[at], *loaded[value_key]) if at == key else loaded[value_key]
+            key = at
+        return out
+
+    def _update_loader(
+        self, thread_id: str
+    ) -> Callable[[Any, list[str] | None, int, bool, int], object]:
+        """A function loading an update from its stored value and unset fields."""
+        decode = self._update_col.decode
+        has_fields = self._update_col.fields is not None
+        update_type = self._serde.update_type
+        # Looked up once per read: the happy path calls the converter's hook directly.
+        hook = self._serde.converter.get_structure_hook(update_type)
+        serde = self._serde
+
+        def load(
+            value: Any, unset: list[str] | None, step: int, pending: bool, position: int
+        ) -> object:
+            plain = decode(value)
+            if unset is not None and has_fields and isinstance(plain, dict):
                 for name in unset:
                     plain.pop(name, None)
+            try:
+                return hook(plain, update_type)
+            except Exception:  # noqa: BLE001  # loaded again below, to name the failing field
+                pass
             kind = "pending" if pending else "writes"
             path = f"checkpoint[{thread_id!r}, step {step}].{kind}[{position}].update"
-            out.setdefault((step, pending, position), []).append(
-                self._serde.load_update(plain, path=path)
-            )
-        return out
+            return serde.load_update(plain, path=path)
+
+        return load
 
     def _load_range(self, thread_id: str, first: int, last: int) -> list[Checkpoint[S]]:
         """Checkpoints ``first..last`` of a thread, putting growable fields back together."""
         base = self._base_step(thread_id, first)
         start = first if base is None else min(base, first)
-        rows = self._rows(thread_id, start, last)
+        return self._build(thread_id, start, first, last)
+
+    def _build(self, thread_id: str, start: int, first: int, last: int) -> list[Checkpoint[S]]:
+        """:meth:`_load_range`, reading steps from ``start`` (a base row, for growable fields)."""
+        rows, shapes = self._rows(thread_id, start, last)
         updates = self._updates(thread_id, first, last)
+        schema = self._schema
+        decode = self._state_col.decode
+        # Looked up once per read: the happy path calls the converter's hooks directly, and
+        # loads again the slow way only to say what failed (see _load_slowly).
+        hook = self._serde.converter.get_structure_hook(schema)
+        assemble = self._serde.state_hook(self._growable) if self._growable else None
+        grown = [self._grown(name, keep=assemble is not None) for name in self._growable]
         out: list[Checkpoint[S]] = []
-        grown: dict[str, list[Any]] = {}
-        for row in rows:
-            (
-                step,
-                status,
-                next_,
-                reason,
-                duration,
-                created_at,
-                is_base,
-                state,
-                writes,
-                pending,
-                failures,
-                metadata,
-                p_thread,
-                p_step,
-            ) = row
-            plain = self._state_col.decode(state)
-            for name in self._growable:
-                part = plain.get(name) or []
-                grown[name] = list(part) if is_base or name not in grown else grown[name] + part
-                plain[name] = grown[name]
+        add = out.append
+        epoch, delta = _EPOCH, timedelta
+        for step, created_us, duration, state, node_duration, others, key, _ in rows:
+            make, is_base, node, goto = shapes[key]
+            plain = decode(state)
+            for g in grown:
+                g.add(plain.get(g.name) or [], is_base)
             if step < first:
                 continue
-            where = f"checkpoint[{thread_id!r}, step {step}].state"
             try:
-                value = self._serde.load_state(plain, path=where)
-            except SerializationError as exc:
-                raise IncompatibleSchemaError(
-                    f"the stored checkpoint of thread {thread_id!r} at step {step} does not fit "
-                    f"{self._schema.__qualname__}: {exc}",
-                    field=exc.path,
-                ) from exc
-            out.append(
-                Checkpoint(
-                    thread_id=thread_id,
-                    step=step,
-                    state=value,
-                    next=tuple(next_),
-                    status=status,
-                    writes=_writes(writes, updates, step, False),
-                    pending=_writes(pending, updates, step, True),
-                    failures=tuple(NodeFailure(**f) for f in failures),
-                    reason=reason,
-                    duration=duration,
-                    created_at=created_at.replace(tzinfo=UTC),
-                    parent=None if p_thread is None else ParentRef(thread_id=p_thread, step=p_step),
-                    metadata=json.loads(metadata),
+                if not grown:
+                    value = hook(plain, schema)
+                elif assemble is not None and all(g.value is not None for g in grown):
+                    for g in grown:
+                        plain[g.name] = g.value
+                    value = assemble(plain, schema)
+                else:
+                    for g in grown:
+                        plain[g.name] = list(g.raw)
+                    value = hook(plain, schema)
+            except Exception:  # noqa: BLE001  # loaded again, to name the failing field
+                value = self._load_slowly(thread_id, step, plain, grown)
+            if others is None:  # the usual step: one node ran, none is pending
+                ups = updates.get(step, ())
+                writes: tuple[NodeWrite[object], ...] = (
+                    make_write(node, ups, goto, node_duration),  # type: ignore[arg-type]  # set in the usual step
                 )
-            )
+                pending: tuple[NodeWrite[object], ...] = ()
+            else:
+                writes = _writes(others["writes"], updates, step, False)
+                pending = _writes(others["pending"], updates, step, True)
+            add(make(step, value, writes, pending, duration, epoch + delta(0, 0, created_us)))
         return out
+
+    def _grown(self, name: str, *, keep: bool) -> _Grown:
+        """How to put growable field ``name`` back together in one read (``keep``: whether
+        its loaded items may be kept, see :class:`_Grown`)."""
+        tp = self._field_types[name]
+        conv = self._serde.converter
+        # Loaded parts are shared by the states of consecutive steps: only immutable items.
+        fast = keep and is_immutable_type(typing.get_args(tp)[0])
+        return _Grown(name, conv.get_structure_hook(tp), tp, typing.get_origin(tp) is list, fast)
+
+    def _load_slowly(
+        self, thread_id: str, step: int, plain: dict[str, Any], grown: list[_Grown]
+    ) -> S:
+        """Load a state the slow way, which names the field that cannot be loaded."""
+        for g in grown:
+            plain[g.name] = list(g.raw)
+        where = f"checkpoint[{thread_id!r}, step {step}].state"
+        try:
+            return self._serde.load_state(plain, path=where)
+        except SerializationError as exc:
+            raise IncompatibleSchemaError(
+                f"the stored checkpoint of thread {thread_id!r} at step {step} does not fit "
+                f"{self._schema.__qualname__}: {exc}",
+                field=exc.path,
+            ) from exc
 
     def _read(self) -> None:
         """Before a read: commit buffered checkpoints and move logged ones into the typed
@@ -1392,18 +1535,129 @@ def _write_row(w: NodeWrite[object]) -> dict[str, Any]:
     }
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+_USUAL: Final = "len(writes) = 1 AND len(pending) = 0"
+"""SQL: the row is of a step where one node ran and none is pending."""
+
+_SHAPE_COLUMNS: Final = (
+    "status",
+    "next",
+    "reason",
+    "base",
+    "failures",
+    "metadata",
+    "parent_thread_id",
+    "parent_step",
+)
+
+_SHAPE: Final = (
+    f"struct_pack({', '.join(_SHAPE_COLUMNS)}, "
+    f"node := CASE WHEN {_USUAL} THEN writes[1].node END, "
+    f"goto := CASE WHEN {_USUAL} THEN writes[1].goto END)"
+)
+"""SQL: what most rows of a thread share, their shape: every column but the step, its times
+and the state, and the node and goto of the only write of a usual step."""
+
+_MANY: Final = 256
+"""From how many rows on a read fetches each distinct shape once (see ``_rows``)."""
+
+_Row: TypeAlias = tuple[int, int, float, Any, float | None, Any, int, None]
+"""A checkpoint row as read: step, created_at (microseconds since 1970 UTC), duration, the
+state as stored; the duration of the only write of a usual step (one node ran, none is
+pending) or else ``{"writes": [...], "pending": [...]}``; the key of its shape, and None
+(where a long read's shapes come)."""
+
+_Updates: TypeAlias = dict[int | tuple[int, bool, int], tuple[object, ...]]
+"""The updates of the writes of some steps: the key of the first write of a step is the step
+(a dict lookup that makes no tuple, for the usual step), of the others (step, pending,
+position)."""
+
+_Shape: TypeAlias = tuple[Callable[..., Checkpoint[Any]], bool, str | None, tuple[str, ...] | None]
+"""A row's shape, loaded: :func:`make_checkpoint` given the fields the rows of one shape
+share (the rest are ``step, state, writes, pending, duration, created_at``); whether growable
+fields are stored in full; the node and goto of the only write of a usual step."""
+
+
+def _shape(thread_id: str, raw: Mapping[str, Any]) -> _Shape:
+    p_thread = raw["parent_thread_id"]
+    make = partial(
+        make_checkpoint,
+        thread_id,
+        tuple(raw["next"]),
+        raw["status"],
+        tuple(NodeFailure(**f) for f in raw["failures"]),
+        raw["reason"],
+        None if p_thread is None else ParentRef(thread_id=p_thread, step=raw["parent_step"]),
+        freeze_metadata(json.loads(raw["metadata"])),
+    )
+    goto = raw["goto"]
+    return make, raw["base"], raw["node"], None if goto is None else tuple(goto)
+
+
+def _slot(step: int, pending: bool, position: int) -> int | tuple[int, bool, int]:
+    """The key of the updates of one write in :data:`_Updates`."""
+    return step if position == 0 and not pending else (step, pending, position)
+
+
 def _writes(
-    rows: Sequence[Mapping[str, Any]],
-    updates: Mapping[tuple[int, bool, int], list[object]],
-    step: int,
-    pending: bool,
+    rows: Sequence[Mapping[str, Any]], updates: _Updates, step: int, pending: bool
 ) -> tuple[NodeWrite[object], ...]:
     return tuple(
-        NodeWrite(
-            node=r["node"],
-            updates=tuple(updates.get((step, pending, i), ())),
-            goto=None if r["goto"] is None else tuple(r["goto"]),
-            duration=r["duration"],
+        make_write(
+            r["node"],
+            updates.get(_slot(step, pending, i), ()),
+            None if r["goto"] is None else tuple(r["goto"]),
+            r["duration"],
         )
         for i, r in enumerate(rows)
     )
+
+
+@attrs.define
+class _Grown:
+    """A growable state field put back together over the rows of one read.
+
+    Each row stores the items added in its step (or all of them, in a base row);
+    the loaded items of earlier rows are kept, so that each item is loaded once
+    rather than once per later step. The states of consecutive steps then share
+    items, so this is done only for immutable items (``fast``).
+    """
+
+    name: str
+    hook: Callable[[Any, Any], Any]
+    """The converter's structure hook for the field's type."""
+    tp: Any
+    """The field's type."""
+    is_list: bool
+    """True for a list field (each state needs a list of its own), False for a tuple."""
+    fast: bool
+    """Whether loaded items may be kept."""
+    started: bool = False
+    raw: list[Any] = attrs.Factory(list)
+    """The field's stored items so far."""
+    value: Any = None
+    """The field's value so far, loaded; None when not kept (not ``fast``, or an item could not
+    be loaded: then the whole value is loaded again, which names the failing item)."""
+
+    def add(self, part: list[Any], is_base: bool) -> None:
+        """Add the items stored in one row (all of them, in a base row)."""
+        if is_base or not self.started:
+            self.started = True
+            self.raw = list(part)
+            self.value = self._load(part) if self.fast else None
+            return
+        self.raw.extend(part)
+        if self.value is None:
+            return
+        if part:
+            loaded = self._load(part)
+            self.value = None if loaded is None else self.value + loaded
+        elif self.is_list:
+            self.value = list(self.value)
+
+    def _load(self, part: list[Any]) -> Any:
+        try:
+            return self.hook(part, self.tp)
+        except Exception:  # noqa: BLE001  # the whole value is loaded again, naming the item
+            return None

@@ -1,0 +1,213 @@
+"""DuckDB backend, reading: a long history is read another way than a load (each distinct
+shape of a row and each distinct update is fetched once), and must load exactly what was
+saved all the same, share nothing a caller could change, and name what cannot be loaded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import pytest
+
+from typedflow import (
+    Checkpoint,
+    IncompatibleSchemaError,
+    InMemoryCheckpointer,
+    NodeFailure,
+    NodeWrite,
+    ParentRef,
+    SerializationError,
+    StateSchema,
+)
+from typedflow.checkpoint import duckdb as backend
+from typedflow.checkpoint.duckdb import DuckDBCheckpointer
+
+T0 = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+
+
+@attrs.frozen
+class Note:
+    """An update: a text to log and a score."""
+
+    text: str
+    """Appended to the log."""
+    score: float = 0.0
+    """A float, which DuckDB compares as equal for 0.0 and -0.0."""
+
+
+@attrs.frozen
+class Log(StateSchema[Note]):
+    """A growing log of immutable items, a mutable growing list and a counter."""
+
+    n: int = 0
+    """How many updates were applied."""
+    lines: tuple[str, ...] = ()
+    """Grows by one line per update (stored as deltas)."""
+    rows: list[list[int]] = attrs.field(factory=list)
+    """Grows too; its items are mutable lists."""
+
+    def apply(self, update: Note) -> Log:
+        return Log(self.n + 1, (*self.lines, update.text), [*self.rows, [self.n]])
+
+
+@attrs.frozen
+class Tick:
+    """An update with no float: equal updates of a long read are loaded once."""
+
+    by: int
+    """Added to the counter (no default: a NULL cannot mean "added later")."""
+
+
+@attrs.frozen
+class Count(StateSchema[Tick]):
+    """A counter."""
+
+    n: int = 0
+    """The count."""
+
+    def apply(self, update: Tick) -> Count:
+        return Count(self.n + update.by)
+
+
+@pytest.fixture(params=["short", "long"])
+def read_as(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Read every range the way of a short read (a load), or of a long one (a history)."""
+    monkeypatch.setattr(backend, "_MANY", 10**9 if request.param == "short" else 1)
+    return str(request.param)
+
+
+def varied(i: int, state: Log, update: Note) -> Checkpoint[Log]:
+    """Checkpoint ``i`` of a thread whose steps differ in every way a checkpoint can."""
+    kind = i % 5
+    writes: tuple[NodeWrite[Note], ...] = (NodeWrite(node="log", updates=(update,), duration=0.5),)
+    pending: tuple[NodeWrite[Note], ...] = ()
+    failures: tuple[NodeFailure, ...] = ()
+    status: str = "ok"
+    if kind == 1:  # two nodes ran, one of them returned two updates and a goto
+        writes = (
+            NodeWrite(node="log", updates=(update, update), goto=("a", "b"), duration=1.5),
+            NodeWrite(node="other", duration=-0.0),
+        )
+    elif kind == 2:  # a node failed while another finished
+        status = "error"
+        writes = ()
+        pending = (NodeWrite(node="log", updates=(update,), duration=2.0),)
+        failures = (NodeFailure(node="bad", error_type="builtins.ValueError", message="no"),)
+    elif kind == 3:  # no node returned anything
+        writes = (NodeWrite(node="log"),)
+    return Checkpoint(
+        thread_id="t1",
+        step=i,
+        state=state,
+        next=() if kind == 4 else ("log", "other"),
+        status=status,  # type: ignore[arg-type]  # one of the statuses, chosen above
+        writes=writes,
+        pending=pending,
+        failures=failures,
+        reason="why" if kind == 2 else None,
+        duration=i / 7,
+        created_at=T0 + timedelta(microseconds=i * 999_999),
+        metadata={"run": "r1", "i": i % 3, "ok": True, "x": None, "f": 1.5},
+        parent=ParentRef(thread_id="origin", step=3) if i == 0 else None,
+    )
+
+
+def save_varied(*backends: InMemoryCheckpointer[Log] | DuckDBCheckpointer[Log]) -> None:
+    state = Log()
+    for i in range(40):
+        update = Note(f"line {i}", score=-0.0 if i % 2 else 0.0)
+        if i:
+            state = state.apply(update)
+        for b in backends:
+            b.save(varied(i, state, update))
+
+
+def test_every_way_of_reading_loads_what_was_saved(read_as: str) -> None:
+    ref = InMemoryCheckpointer(Log)
+    with DuckDBCheckpointer(Log, snapshot_every=7) as cp:
+        save_varied(ref, cp)
+        assert cp.history("t1") == ref.history("t1")
+        assert cp.history("t1", limit=9, before=30) == ref.history("t1", limit=9, before=30)
+        for step in (0, 6, 7, 8, 39):
+            assert cp.load_at("t1", step) == ref.load_at("t1", step)
+        assert cp.load("t1") == ref.load("t1")
+        # The sign of a zero survives, though DuckDB takes 0.0 and -0.0 for one value.
+        for c in cp.history("t1"):
+            for w in (*c.writes, *c.pending):
+                for u in w.updates:
+                    assert str(u.score) == ("-0.0" if c.step % 2 else "0.0")
+
+
+def test_loaded_states_share_nothing_mutable(read_as: str) -> None:
+    with DuckDBCheckpointer(Log, snapshot_every=7) as cp:
+        save_varied(cp)
+        listed = cp.history("t1")
+        later, earlier = listed[0], listed[1]
+        earlier.state.rows.append([99])
+        earlier.state.rows[0].append(99)
+        assert later.state.rows == [[i] for i in range(39)]
+        assert later == cp.load("t1")
+
+
+def test_equal_updates_of_a_long_read_are_one_immutable_object(read_as: str) -> None:
+    ref = InMemoryCheckpointer(Count)
+    with DuckDBCheckpointer(Count) as cp:
+        for i in range(30):
+            writes = (NodeWrite(node="tick", updates=(Tick(i % 2),)),) if i else ()
+            c = Checkpoint(thread_id="t1", step=i, state=Count(i), next=("tick",), writes=writes)
+            ref.save(c)
+            cp.save(c)
+        listed = cp.history("t1")
+        assert listed == ref.history("t1")
+        ones = {id(c.writes[0].updates[0]) for c in listed if c.step % 2 == 1}
+        assert len(ones) == (1 if read_as == "long" else 15)
+
+
+def test_node_names_differing_in_case_stay_apart_under_a_case_blind_collation(
+    read_as: str,
+) -> None:
+    ref = InMemoryCheckpointer(Count)
+    with DuckDBCheckpointer(Count) as cp:
+        cp.connection.execute("SET default_collation = 'nocase'")
+        try:
+            for i in range(6):
+                node = "Tick" if i % 2 else "tick"
+                writes = (NodeWrite(node=node, updates=(Tick(1),)),)
+                c = Checkpoint(thread_id="t1", step=i, state=Count(i), next=(node,), writes=writes)
+                ref.save(c)
+                cp.save(c)
+            assert cp.history("t1") == ref.history("t1")
+        finally:
+            cp.connection.execute("RESET default_collation")
+
+
+def test_a_long_read_names_the_field_and_step_that_cannot_be_loaded(read_as: str) -> None:
+    with DuckDBCheckpointer(Log, snapshot_every=7) as cp:
+        save_varied(cp)
+        cp.flush()  # checkpoints reach the typed tables on flush, reads and close
+        cp.connection.execute(
+            "UPDATE log_checkpoints SET state = struct_update(state, lines := [NULL]) "
+            "WHERE step = 9"
+        )
+        with pytest.raises(IncompatibleSchemaError) as info:
+            cp.history("t1")
+        where = "checkpoint['t1', step 9].state.lines[8]"
+        assert info.value.field == where
+        assert where in str(info.value)
+        assert cp.load_at("t1", 8).state.lines[-1] == "line 8"
+
+
+def test_a_long_read_names_the_update_that_cannot_be_loaded(read_as: str) -> None:
+    with DuckDBCheckpointer(Count) as cp:
+        for i in range(30):
+            writes = (NodeWrite(node="tick", updates=(Tick(1),)),) if i else ()
+            cp.save(Checkpoint(thread_id="t1", step=i, state=Count(i), next=(), writes=writes))
+        cp.flush()  # checkpoints reach the typed tables on flush, reads and close
+        cp.connection.execute(
+            "UPDATE count_updates SET value = struct_update(value, by := NULL) WHERE step = 12"
+        )
+        with pytest.raises(SerializationError) as info:
+            cp.history("t1")
+        where = "checkpoint['t1', step 12].writes[0].update"
+        assert info.value.path.startswith(where)
+        assert where in str(info.value)
