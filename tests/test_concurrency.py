@@ -137,6 +137,55 @@ def test_threads_and_tasks_share_one_checkpointer(
                 check_thread(reopened, tag, goal)
 
 
+def test_reads_while_runs_commit_see_whole_histories(backend: Backend, tmp_path: Path) -> None:
+    """Loads and listings made while many runs commit (and, on DuckDB, while the log moves
+    into the typed tables in the background, here every 4 checkpoints) see, for each thread,
+    steps 0..k once each, equal to the reference run."""
+    path = tmp_path / "reads.duckdb"
+    cp: HistoryCheckpointer[Soak] = (
+        DuckDBCheckpointer(Soak, path, batch_size=4)
+        if backend == "duckdb-step"
+        else open_backend(backend, path)
+    )
+    runner = soak_runner(cp)
+    tags = [f"w-{i}" for i in range(PY_THREADS)]
+    done = threading.Event()
+    reads = 0
+
+    def run(i: int) -> None:
+        assert isinstance(runner.invoke(Soak(tag=tags[i], goal=GOAL), thread_id=tags[i]), Completed)
+
+    def read_until_done() -> None:
+        nonlocal reads
+        rng = random.Random(7)
+        while not done.is_set():
+            tag = rng.choice(tags)
+            try:
+                got = [signature(c) for c in reversed(cp.history(tag))]
+            except LookupError:
+                continue  # not started yet
+            want = [signature(c) for c in reference(tag, GOAL)]
+            assert got == want[: len(got)], tag
+            assert cp.load(tag).step >= len(got) - 1
+            reads += 1
+
+    with cp:
+        failed: list[BaseException] = []
+        reader = threading.Thread(
+            target=lambda: failed.extend(run_threads(lambda _: read_until_done(), 1))
+        )
+        reader.start()
+        errors = run_threads(run, len(tags))
+        done.set()
+        reader.join(timeout=60)
+        assert errors == []
+        assert failed == []
+        assert not reader.is_alive()
+        assert reads > 0
+        for tag in tags:
+            check_thread(cp, tag, GOAL)
+
+
 # ----- two runners, one thread -----------------------------------------------------------------
 
 ROUNDS = 20
