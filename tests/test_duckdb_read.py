@@ -211,3 +211,40 @@ def test_a_long_read_names_the_update_that_cannot_be_loaded(read_as: str) -> Non
         where = "checkpoint['t1', step 12].writes[0].update"
         assert info.value.path.startswith(where)
         assert where in str(info.value)
+
+
+def test_checkpoints_made_through_their_slots_equal_those_made_by_init(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime
+
+    from typedflow.checkpoint import _decode
+    from typedflow.checkpoint.base import freeze_metadata
+
+    assert _decode._checkpoint_setters is not None  # the fast path is the one in use
+    assert _decode._write_setters is not None
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+
+    def made() -> tuple[object, object]:
+        w = _decode.make_write("n", (1,), ("m",), 0.5)
+        cp = _decode.make_checkpoint(
+            "t",
+            ("m",),
+            "ok",
+            (),
+            None,
+            None,
+            freeze_metadata({"k": 1}),
+            3,
+            "s",
+            (w,),
+            (),
+            1.5,
+            when,
+        )
+        return w, cp
+
+    fast = made()
+    monkeypatch.setattr(_decode, "_checkpoint_setters", None)
+    monkeypatch.setattr(_decode, "_write_setters", None)
+    assert made() == fast
