@@ -290,6 +290,29 @@ class Serde(Generic[S]):
             self._assemblers[key] = hook
         return hook
 
+    def callable_directly(self, loaded: Collection[str] = ()) -> bool:
+        """Whether the state class itself, called with the fields of plain data as keywords,
+        makes the state :meth:`state_hook` would, for data whose values have their fields'
+        declared types already (as a backend's typed columns give them).
+
+        True when the converter is typedflow's own and every field but those ``loaded``
+        is a ``str``, ``int``, ``float`` or ``bool``, or one of them or None (whose hooks
+        load such values as they are), and takes its name as its ``__init__`` argument.
+        """
+        if not self._own:
+            return False
+        hints = typing.get_type_hints(self.schema)
+        for a in attrs.fields(self.schema):  # type: ignore[arg-type]  # schema_info() checked it is an attrs class
+            if a.name in loaded:
+                continue
+            args = _union_args(hints[a.name]) or (hints[a.name],)
+            plain = [t for t in args if t is not type(None)]
+            if not a.init or a.alias != a.name or len(plain) != 1:
+                return False
+            if plain[0] not in (str, int, float, bool):
+                return False
+        return True
+
     def dump_update(self, update: object) -> object:
         """An update as plain data: an attrs update as a dict without its UNSET fields (a
         union member tagged), an update of another type (``int``, say) as that type's data."""

@@ -297,6 +297,12 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             and typing.get_origin(self._field_types[name]) in (tuple, list)
         )
         self._state_col = struct_column(self._fields)
+        self._direct = (
+            self._serde.callable_directly(),
+            self._serde.callable_directly(self._growable),
+        )
+        """Whether a state read is made by calling the schema itself (see
+        :meth:`Serde.callable_directly`): as stored, and with its growable fields loaded."""
         update_type = self._info.update_type
         if isinstance(update_type, type) and attrs.has(update_type):
             uhints = typing.get_type_hints(update_type)
@@ -1091,8 +1097,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             f"CASE WHEN NOT ({_USUAL}) THEN struct_pack(writes, pending) END AS others"
         )
 
-    def _rows(self, thread_id: str, first: int, last: int) -> tuple[list[_Row], dict[int, _Shape]]:
-        """The rows of steps ``first..last``, and their shapes by key.
+    def _rows(
+        self, thread_id: str, start: int, first: int, last: int
+    ) -> tuple[list[_Row], dict[int, _Shape]]:
+        """The rows of steps ``start..last``, and their shapes by key; those before ``first``
+        are needed for their growable fields only.
 
         Converting nested values to Python costs more than anything else in a read, and
         most rows of a thread share one of a few shapes (see :data:`_SHAPE`), so a long
@@ -1100,8 +1109,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         fetches the shape of each row, as DuckDB plans that query in less time.
         """
         where = f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?"
-        params = [thread_id, first, last]
-        if last - first + 1 >= _MANY:
+        params = [thread_id, start, last]
+        if last - start + 1 >= _MANY:
             # One statement, so that the shapes and the rows come from one snapshot.
             fetched = self._con.execute(
                 f"WITH r AS (SELECT {self._columns_sql()}, {_SHAPE} AS shape {where}) "
@@ -1119,25 +1128,36 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 count += 1
             if len(shapes) == count:  # else two shapes share a hash: read row by row
                 return fetched[count:], shapes
+        # Rows before ``first`` are read for their growable fields only (a load reads from
+        # the last base row, often a hundred steps back).
+        parts = ", ".join(
+            f"{quote(n)} := {_read(f'state.{quote(n)}', self._fields[n])}" for n in self._growable
+        )
         fetched = self._con.execute(
-            "SELECT step, epoch_us(created_at), duration, "
-            f"{_read('state', self._state_col)}, writes, pending, {', '.join(_SHAPE_COLUMNS)} "
-            f"{where} ORDER BY step",
-            params,
+            "SELECT step, base, "
+            f"CASE WHEN step < ? THEN struct_pack({parts or 'x := NULL'}) END, "
+            "CASE WHEN step >= ? THEN struct_pack(created_us := epoch_us(created_at), duration, "
+            f"state := {_read('state', self._state_col)}, writes, pending, "
+            f"{', '.join(_SHAPE_COLUMNS)}) END {where} ORDER BY step",
+            [first, first, *params],
         ).fetchall()
         rows: list[_Row] = []
-        shapes = {}
-        for step, created_us, duration, state, writes, pending, *shape in fetched:
-            raw = dict(zip(_SHAPE_COLUMNS, shape, strict=True))
+        shapes = {_BEFORE_BASE: _NOT_READ, _BEFORE: _NOT_READ_NOR_BASE}
+        for step, base, before, row in fetched:
+            if row is None:
+                key = _BEFORE_BASE if base else _BEFORE
+                rows.append((step, 0, 0.0, before, None, None, key, None))
+                continue
+            writes, pending = row["writes"], row["pending"]
+            raw = {name: row[name] for name in _SHAPE_COLUMNS}
             if len(writes) == 1 and not pending:
                 raw["node"], raw["goto"] = writes[0]["node"], writes[0]["goto"]
-                rows.append(
-                    (step, created_us, duration, state, writes[0]["duration"], None, step, None)
-                )
+                node_duration, others = writes[0]["duration"], None
             else:
                 raw["node"] = raw["goto"] = None
-                others = {"writes": writes, "pending": pending}
-                rows.append((step, created_us, duration, state, None, others, step, None))
+                node_duration, others = None, {"writes": writes, "pending": pending}
+            created_us, duration, state = row["created_us"], row["duration"], row["state"]
+            rows.append((step, created_us, duration, state, node_duration, others, step, None))
             shapes[step] = _shape(thread_id, raw)
         return rows, shapes
 
@@ -1180,43 +1200,38 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         return is_immutable_type(self._serde.update_type) and "DOUBLE" not in self._update_col.sql
 
     def _shared_updates(self, thread_id: str, first: int, last: int) -> _Updates | None:
-        """:meth:`_updates` for a long read, fetching and loading each distinct update once, by
-        its hash (the steps of a thread often return equal updates); None when that cannot be
-        done (a value does not load: reading row by row names the step it belongs to)."""
+        """:meth:`_updates` for a long read: each distinct update of a write is fetched and
+        loaded once, with the steps that returned it (the steps of a thread often return equal
+        updates); None when that cannot be done (a value does not load: reading row by row
+        names the step it belongs to)."""
         rows = self._con.execute(
-            f"WITH u AS (SELECT step, pending, position, seq, "
+            f"SELECT value, unset, slot, seq, list(step) FROM (SELECT step, seq, "
             f"{_read('value', self._update_col)} AS value, "
-            "CASE WHEN len(unset) > 0 THEN unset END AS unset "
+            "CASE WHEN len(unset) > 0 THEN unset END AS unset, "
+            "CASE WHEN pending OR position > 0 THEN position * 2 + pending::INTEGER END AS slot "
             f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ?) "
-            "SELECT step, slot, key, value FROM ("
-            "SELECT step, CASE WHEN pending OR position > 0 THEN position * 2 + pending::INTEGER "
-            "END AS slot, seq, hash(value, unset) AS key, NULL AS value FROM u UNION ALL "
-            "SELECT DISTINCT NULL, NULL, NULL, hash(value, unset), struct_pack(value, unset) "
-            "FROM u) ORDER BY step NULLS FIRST, slot NULLS FIRST, seq",
+            # Grouped by the hash too: text compares under the connection's collation, which
+            # may be blind to case; a hash is not.
+            "GROUP BY hash(value, unset), value, unset, slot, seq ORDER BY seq",
             [thread_id, first, last],
         ).fetchall()
         load = self._update_loader(thread_id)
-        loaded: dict[int, tuple[object]] = {}
-        count = 0
-        for row in rows:
-            if row[0] is not None:
-                break
+        out: _Updates = {}
+        for value, unset, slot, seq, steps in rows:
             try:
-                loaded[row[2]] = (load(row[3]["value"], row[3]["unset"], 0, False, 0),)
+                one = (load(value, unset, 0, False, 0),)
             except SerializationError:
                 return None
-            count += 1
-        if len(loaded) != count:  # two values share a hash
-            return None
-        out: _Updates = {}
-        key: int | tuple[int, bool, int] | None = None
-        for step, slot, value_key, _ in rows[count:]:
-            at: int | tuple[int, bool, int] = (
-                step if slot is None else (step, bool(slot & 1), slot >> 1)
+            keys: list[int] | list[tuple[int, bool, int]] = (
+                steps if slot is None else [(s, bool(slot & 1), slot >> 1) for s in steps]
             )
-            # Rows come in order: a key seen just before is a node that returned several.
-            out[at] = (*out[at], *loaded[value_key]) if at == key else loaded[value_key]
-            key = at
+            if seq == 0:
+                out.update(dict.fromkeys(keys, one))
+            else:
+                # Groups come in order of seq: a node that returned several updates has its
+                # earlier ones in place already.
+                for key in keys:
+                    out[key] = out.get(key, ()) + one
         return out
 
     def _update_loader(
@@ -1247,6 +1262,28 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
         return load
 
+    def _locate(self, thread_id: str, step: int | None) -> tuple[int, int] | None:
+        """For a load of ``step`` (the latest when None): the thread's latest step and the step
+        to read from (its last base row up to ``step``, see :meth:`_base_step`), found in one
+        query; None when the thread is not stored. Reads only the typed tables: a read moves
+        the log first."""
+        latest = self._latest.get(thread_id)
+        if latest is not None and not self._growable:
+            return latest, latest if step is None else step
+        if not _is_text(thread_id):  # an id that is not text was never stored
+            return None
+        row = self._con.execute(
+            f"SELECT max(step), max(step) FILTER (WHERE base AND step <= $2) "
+            f"FROM {self._cp_table} WHERE thread_id = $1",
+            [thread_id, _MAX_STEP if step is None else max(-1, min(step, _MAX_STEP))],
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        latest, base = row
+        self._latest[thread_id] = latest
+        target = latest if step is None else step
+        return latest, target if base is None or not self._growable else min(base, target)
+
     def _load_range(self, thread_id: str, first: int, last: int) -> list[Checkpoint[S]]:
         """Checkpoints ``first..last`` of a thread, putting growable fields back together."""
         base = self._base_step(thread_id, first)
@@ -1255,32 +1292,38 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
     def _build(self, thread_id: str, start: int, first: int, last: int) -> list[Checkpoint[S]]:
         """:meth:`_load_range`, reading steps from ``start`` (a base row, for growable fields)."""
-        rows, shapes = self._rows(thread_id, start, last)
+        rows, shapes = self._rows(thread_id, start, first, last)
         updates = self._updates(thread_id, first, last)
         schema = self._schema
         decode = self._state_col.decode
-        # Looked up once per read: the happy path calls the converter's hooks directly, and
-        # loads again the slow way only to say what failed (see _load_slowly).
+        # Looked up once per read: the happy path calls the converter's hooks (or the state
+        # class) directly, and loads again the slow way only to say what failed (see
+        # _load_slowly).
         hook = self._serde.converter.get_structure_hook(schema)
         assemble = self._serde.state_hook(self._growable) if self._growable else None
+        direct, direct_assembled = self._direct
         grown = [self._grown(name, keep=assemble is not None) for name in self._growable]
+        parts = [(g, self._fields[g.name].decode) for g in grown]
         out: list[Checkpoint[S]] = []
         add = out.append
         epoch, delta = _EPOCH, timedelta
         for step, created_us, duration, state, node_duration, others, key, _ in rows:
             make, is_base, node, goto = shapes[key]
+            if step < first:  # needed for its growable fields only
+                for g, field_decode in parts:
+                    part = state.get(g.name)
+                    g.add([] if part is None else field_decode(part), is_base)
+                continue
             plain = decode(state)
             for g in grown:
                 g.add(plain.get(g.name) or [], is_base)
-            if step < first:
-                continue
             try:
                 if not grown:
-                    value = hook(plain, schema)
+                    value = schema(**plain) if direct else hook(plain, schema)
                 elif assemble is not None and all(g.value is not None for g in grown):
                     for g in grown:
                         plain[g.name] = g.value
-                    value = assemble(plain, schema)
+                    value = schema(**plain) if direct_assembled else assemble(plain, schema)
                 else:
                     for g in grown:
                         plain[g.name] = list(g.raw)
@@ -1334,21 +1377,23 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def load(self, thread_id: str) -> Checkpoint[S]:
         with self._lock, _mapped(f"cannot load thread {thread_id!r}"):
             self._read()
-            latest = self._latest_step(thread_id)
-            if latest is None:
+            found = self._locate(thread_id, None)
+            if found is None:
                 raise ThreadNotFoundError(thread_id)
-            return self._load_range(thread_id, latest, latest)[0]
+            latest, start = found
+            return self._build(thread_id, start, latest, latest)[0]
 
     def load_at(self, thread_id: str, step: int) -> Checkpoint[S]:
         with self._lock, _mapped(f"cannot load thread {thread_id!r} at step {step!r}"):
             self._read()
-            latest = self._latest_step(thread_id)
-            if latest is None:
+            found = self._locate(thread_id, step)
+            if found is None:
                 raise ThreadNotFoundError(thread_id)
-            found = self._load_range(thread_id, step, step) if 0 <= step <= latest else []
-            if not found:
+            latest, start = found
+            loaded = self._build(thread_id, start, step, step) if 0 <= step <= latest else []
+            if not loaded:
                 raise StepNotFoundError(thread_id, step, "never made or pruned")
-            return found[0]
+            return loaded[0]
 
     def history(
         self, thread_id: str, *, limit: int | None = None, before: int | None = None
@@ -1559,8 +1604,22 @@ _SHAPE: Final = (
 """SQL: what most rows of a thread share, their shape: every column but the step, its times
 and the state, and the node and goto of the only write of a usual step."""
 
+_NOT_READ: Final[_Shape] = (make_checkpoint, True, None, None)
+"""The shape of a row read for its growable fields only (see ``_rows``): whether it is a base
+row is all that is used."""
+
+_NOT_READ_NOR_BASE: Final[_Shape] = (make_checkpoint, False, None, None)
+
+_BEFORE_BASE: Final = -1
+_BEFORE: Final = -2
+"""The shape keys of rows read for their growable fields only, base rows and others."""
+
+_MAX_STEP: Final = 2**63 - 1
+"""The largest step a BIGINT holds."""
+
 _MANY: Final = 256
-"""From how many rows on a read fetches each distinct shape once (see ``_rows``)."""
+"""From how many rows on a read fetches each distinct shape and update once (see ``_rows``
+and ``_updates``)."""
 
 _Row: TypeAlias = tuple[int, int, float, Any, float | None, Any, int, None]
 """A checkpoint row as read: step, created_at (microseconds since 1970 UTC), duration, the
