@@ -266,6 +266,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             name=f"typedflow {self._table} commits",
         )
         self._buffer: list[_Ticket] = []
+        self._prepared = _Prepared()
         self._latest: dict[str, int] = {}
         self._tails: dict[str, _Tail] = {}
         self._absent: set[str] = set()
@@ -886,7 +887,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             con = self._con
             con.execute("BEGIN TRANSACTION")
             try:
-                _insert(con, THREADS, _THREAD_ROW, threads)
+                self._insert(con, "threads", THREADS, _THREAD_ROW, threads)
                 self._log_rows(accepted, payloads)
                 con.execute("COMMIT")
             except BaseException:
@@ -921,14 +922,26 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         con.execute("BEGIN TRANSACTION")
         try:
             if threads:
-                _insert(con, THREADS, _THREAD_ROW, threads)
-            _insert(con, self._cp_table, self._row_type(), rows)
+                self._insert(con, "threads", THREADS, _THREAD_ROW, threads)
+            self._insert(con, "checkpoints", self._cp_table, self._row_type(), rows)
             if updates:
-                _insert(con, self._up_table, self._update_row_type(), updates)
+                self._insert(con, "updates", self._up_table, self._update_row_type(), updates)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+    def _insert(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        name: str,
+        table: str,
+        row_type: str,
+        rows: list[dict[str, Any]],
+    ) -> None:
+        self._prepared.execute(
+            con, f"typedflow_insert_{name}", _insert_sql(table, row_type), _lines(rows)
+        )
 
     def _move_soon(self) -> None:
         """Have the mover thread move the log, while commits go on (it has its own cursor, and
@@ -992,13 +1005,23 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         sees into the typed tables; how many."""
         x = f"(SELECT payload::JSON::{log_type} AS x FROM {self._log_table})"
         con = self._con if con is None else con
-        con.execute(
-            f"INSERT INTO {self._cp_table} SELECT r.* FROM (SELECT x.checkpoint AS r FROM {x})"
+        current = log_type == self._log_type()  # an older layout is moved once, at open
+
+        def run(name: str, sql: str) -> duckdb.DuckDBPyConnection:
+            if current:
+                return self._prepared.execute(con, f"typedflow_move_{name}", sql)
+            return con.execute(sql)
+
+        run(
+            "checkpoints",
+            f"INSERT INTO {self._cp_table} SELECT r.* FROM (SELECT x.checkpoint AS r FROM {x})",
         )
-        con.execute(
-            f"INSERT INTO {self._up_table} SELECT r.* FROM (SELECT unnest(x.updates) AS r FROM {x})"
+        run(
+            "updates",
+            f"INSERT INTO {self._up_table} SELECT r.* FROM "
+            f"(SELECT unnest(x.updates) AS r FROM {x})",
         )
-        row = con.execute(f"DELETE FROM {self._log_table}").fetchone()
+        row = run("delete", f"DELETE FROM {self._log_table}").fetchone()
         return 0 if row is None else int(row[0])
 
     def _write_each(self, accepted: list[_Ticket], *, log: bool) -> None:
@@ -1111,12 +1134,13 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         where = f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?"
         params = [thread_id, start, last]
         if last - start + 1 >= _MANY:
+            shape_hash = self._hash("shape")
             # One statement, so that the shapes and the rows come from one snapshot.
             fetched = self._con.execute(
                 f"WITH r AS (SELECT {self._columns_sql()}, {_SHAPE} AS shape {where}) "
-                "SELECT step, created_us, duration, state, node_duration, others, hash(shape), "
+                f"SELECT step, created_us, duration, state, node_duration, others, {shape_hash}, "
                 "NULL FROM r UNION ALL SELECT DISTINCT NULL, NULL, NULL, NULL, NULL, NULL, "
-                "hash(shape), shape FROM r ORDER BY step NULLS FIRST",
+                f"{shape_hash}, shape FROM r ORDER BY step NULLS FIRST",
                 params,
             ).fetchall()
             count = 0
@@ -1160,6 +1184,16 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             rows.append((step, created_us, duration, state, node_duration, others, step, None))
             shapes[step] = _shape(thread_id, raw)
         return rows, shapes
+
+    def _hash(self, values: str) -> str:
+        """SQL hashing ``values`` (SQL too) exactly: a long read groups rows by value and hash,
+        so that values a case-blind collation set on the connection takes as equal ('tick' and
+        'Tick') stay apart. DuckDB hashes text as the collation compares it, so under one the
+        hash is taken of the values' text encoded as bytes (slower: only then)."""
+        row = self._con.execute("SELECT current_setting('default_collation')").fetchone()
+        if row is None or not row[0]:
+            return f"hash({values})"
+        return f"hash(encode(({values})::VARCHAR))"
 
     def _base_step(self, thread_id: str, step: int) -> int | None:
         if not self._growable:
@@ -1212,7 +1246,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ?) "
             # Grouped by the hash too: text compares under the connection's collation, which
             # may be blind to case; a hash is not.
-            "GROUP BY hash(value, unset), value, unset, slot, seq ORDER BY seq",
+            f"GROUP BY {self._hash('value, unset')}, value, unset, slot, seq ORDER BY seq",
             [thread_id, first, last],
         ).fetchall()
         load = self._update_loader(thread_id)
@@ -1527,15 +1561,51 @@ _THREAD_ROW: Final = (
 )
 
 
-def _insert(
-    con: duckdb.DuckDBPyConnection, table: str, row_type: str, rows: list[dict[str, Any]]
-) -> None:
-    """Insert rows of JSON data: one JSON parameter that DuckDB parses and casts to the typed
-    columns is several times faster than binding nested Python values."""
-    con.execute(
-        f"INSERT INTO {table} SELECT r.* FROM (SELECT unnest(?::JSON::{row_type}[]) AS r)",
-        [_dumps(rows)],
+class _Prepared:
+    """Statements prepared once per DuckDB connection and executed by name.
+
+    DuckDB parses and binds a statement anew at every ``execute``; for one that casts JSON to
+    the nested row types of a checkpoint, that costs several milliseconds, more than inserting
+    hundreds of rows. A prepared statement is bound once (DuckDB binds it again by itself if a
+    table it uses changes).
+    """
+
+    def __init__(self) -> None:
+        self._done: set[tuple[int, str]] = set()
+        self._lock = threading.Lock()
+
+    def execute(
+        self, con: duckdb.DuckDBPyConnection, name: str, sql: str, text: str | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        """Execute ``sql`` prepared as ``name`` on ``con``, with ``text`` as its one parameter.
+
+        The parameter goes into the ``EXECUTE`` statement as a string literal (DuckDB's Python
+        client cannot bind parameters of an ``EXECUTE``): callers pass JSON text, which holds
+        no NUL character and whose quotes are doubled here, so it cannot end the literal.
+        """
+        key = (id(con), name)
+        with self._lock:
+            if key not in self._done:
+                con.execute(f"PREPARE {name} AS {sql}")
+                self._done.add(key)
+        if text is None:
+            return con.execute(f"EXECUTE {name}")
+        return con.execute(f"EXECUTE {name}('{text.replace(chr(39), chr(39) * 2)}')")
+
+
+def _insert_sql(table: str, row_type: str) -> str:
+    """SQL inserting rows given as one parameter: their JSON texts, one per line. DuckDB casts
+    each line to the typed columns, several times faster than binding nested Python values
+    (and than casting one JSON array of all the rows)."""
+    return (
+        f"INSERT INTO {table} SELECT r.* FROM "
+        f"(SELECT unnest(string_split($1, chr(10)))::JSON::{row_type} AS r)"
     )
+
+
+def _lines(rows: list[dict[str, Any]]) -> str:
+    """Rows as JSON texts, one per line (JSON text escapes every newline in its strings)."""
+    return "\n".join(map(_ENCODER.encode, rows))
 
 
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=True)
