@@ -524,20 +524,25 @@ def test_any_thread_id_is_stored_and_found_exactly(kind: Kind) -> None:
         cp.close()
 
 
-def test_awkward_thread_ids_through_the_runner_and_a_reopened_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability", ["step", "batch"])
+def test_awkward_thread_ids_through_the_runner_and_a_reopened_file(
+    tmp_path: Path, durability: Literal["step", "batch"]
+) -> None:
     path = tmp_path / "ids.duckdb"
     ids = [t for t in AWKWARD if t]  # the runner refuses an empty thread id
-    with DuckDBCheckpointer(Paper, path) as cp:
+    with DuckDBCheckpointer(Paper, path, durability=durability) as cp:
         runner = runner_for(cp)
         for tid in ids:
-            runner.invoke(Paper(title=tid[:5]), thread_id=tid)
+            # The id in the state too: batched rows go to DuckDB as text in the SQL itself.
+            runner.invoke(Paper(title=tid), thread_id=tid)
         with pytest.raises(TypeError, match="thread_id must be a non-empty str"):
             runner.invoke(Paper(title=""), thread_id="")
     with DuckDBCheckpointer(Paper, path) as cp:
         assert sorted(t.thread_id for t in cp.threads()) == sorted(ids)
         for tid in ids:
             assert [c.step for c in cp.history(tid)] == [3, 2, 1, 0]
-            assert cp.load(tid).state.stage == "done"
+            loaded = cp.load(tid).state
+            assert (loaded.stage, loaded.title) == ("done", tid)
     # The SQL in an id was never run: every table is still there.
     con = duckdb.connect(str(path), read_only=True)
     try:
