@@ -317,7 +317,8 @@ def _list(item: Column) -> Column:
         f"{item.sql}[]",
         f"{item.read_sql}[]",
         encode_items,
-        decode_items,
+        # Items read as they are (text, say, whose encoding checks its type) need no pass.
+        _same if item.decode is _same else decode_items,
         item=item,
         wire_sql=f"{item.wire_sql}[]",
     )

@@ -8,13 +8,19 @@ time. The values given must be what ``__init__`` would store (``metadata``
 made by :func:`freeze_metadata`). Should either class change so that its
 ``__init__`` does more than store its arguments (a validator, another
 converter, a hidden slot), that class's own ``__init__`` is used.
+
+:func:`make_checkpoints` and :func:`make_writes` make many at once, one field
+at a time over all of them: the loops run in C (``map``), which takes about a
+third of the time of a call per object.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 import attrs
@@ -29,7 +35,7 @@ from typedflow.checkpoint.base import (
     freeze_metadata,
 )
 
-__all__ = ["make_checkpoint", "make_write"]
+__all__ = ["SharedFields", "make_checkpoint", "make_checkpoints", "make_write", "make_writes"]
 
 _Setter = Callable[[object, object], None]
 
@@ -56,6 +62,8 @@ def _slot_setters(
 
 
 _new = object.__new__
+_consume: Callable[[Iterable[object]], None] = deque[object](maxlen=0).extend
+"""Run an iterator to its end, in C."""
 _checkpoint_setters = _slot_setters(Checkpoint, {"metadata": freeze_metadata})
 _write_setters = _slot_setters(NodeWrite)
 
@@ -145,3 +153,75 @@ def make_write(
     _set_goto(w, goto)
     _set_write_duration(w, duration)
     return w
+
+
+SharedFields = tuple[
+    tuple[str, ...], StepStatus, tuple[NodeFailure, ...], str | None, ParentRef | None, Metadata
+]
+"""The fields of a checkpoint that the steps of a thread often share, in the order of
+:func:`make_checkpoint`'s arguments: ``next, status, failures, reason, parent, metadata``."""
+
+
+def make_checkpoints(
+    thread_id: str,
+    shared: Sequence[SharedFields],
+    step: Sequence[int],
+    state: Iterable[Any],
+    writes: Iterable[tuple[NodeWrite[object], ...]],
+    pending: Iterable[tuple[NodeWrite[object], ...]],
+    duration: Iterable[float],
+    created_at: Iterable[datetime],
+) -> list[Checkpoint[Any]]:
+    """:func:`make_checkpoint` for each item of the arguments taken together (``shared`` holds
+    the shared fields of each checkpoint, often the same tuple); one checkpoint per item of
+    ``step``, the others at least as long."""
+    if not step:
+        return []
+    if _checkpoint_setters is None:
+        return [
+            make_checkpoint(thread_id, *fields, *rest)
+            # Not strict: an argument may be endless (``itertools.repeat``).
+            for fields, *rest in zip(
+                shared, step, state, writes, pending, duration, created_at, strict=False
+            )
+        ]
+    cps: list[Checkpoint[Any]] = list(map(_new, repeat(Checkpoint, len(step))))
+    next_, status, failures, reason, parent, metadata = zip(*shared, strict=True)
+    for setter, values in (
+        (_set_thread_id, repeat(thread_id)),
+        (_set_step, step),
+        (_set_state, state),
+        (_set_next, next_),
+        (_set_status, status),
+        (_set_writes, writes),
+        (_set_pending, pending),
+        (_set_failures, failures),
+        (_set_reason, reason),
+        (_set_duration, duration),
+        (_set_created_at, created_at),
+        (_set_parent, parent),
+        (_set_metadata, metadata),
+    ):
+        _consume(map(setter, cps, values))
+    return cps
+
+
+def make_writes(
+    node: Iterable[str],
+    updates: Iterable[tuple[object, ...]],
+    goto: Iterable[tuple[str, ...] | None],
+    duration: Sequence[float],
+) -> list[NodeWrite[object]]:
+    """:func:`make_write` for each item of the arguments taken together; one write per item of
+    ``duration``, the others at least as long."""
+    if _write_setters is None:
+        return list(map(make_write, node, updates, goto, duration))
+    ws: list[NodeWrite[object]] = list(map(_new, repeat(NodeWrite, len(duration))))
+    for setter, values in (
+        (_set_node, node),
+        (_set_updates, updates),
+        (_set_goto, goto),
+        (_set_write_duration, duration),
+    ):
+        _consume(map(setter, ws, values))
+    return ws

@@ -23,15 +23,19 @@ value back together); a full copy is stored every ``snapshot_every`` steps.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import operator
 import re
 import threading
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import compress, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
@@ -49,7 +53,13 @@ from typedflow.checkpoint._columns import (
     struct_column,
     to_json,
 )
-from typedflow.checkpoint._decode import make_checkpoint, make_write
+from typedflow.checkpoint._decode import (
+    SharedFields,
+    make_checkpoint,
+    make_checkpoints,
+    make_write,
+    make_writes,
+)
 from typedflow.checkpoint._group import GroupCommit
 from typedflow.checkpoint.base import (
     Checkpoint,
@@ -1108,50 +1118,38 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _columns_sql(self) -> str:
-        """The columns of a checkpoint row in a long read, as in :data:`_Row` but its shape."""
+    def _many_sql(self) -> str:
+        """The statement of a long read (see :meth:`_build_many`): one row per distinct shape
+        (see :data:`_SHAPE`), ``(NULL, NULL, NULL, NULL, NULL, key, shape, collation, NULL...)``
+        (see :data:`_COLLATION`), then one row per step, as in :data:`_ManyRow`."""
+        names = [f"f{i}" for i in range(len(self._fields))]
+        fields = "".join(
+            f", {_read(f'state.{quote(n)}', c)} AS {f}"
+            for f, (n, c) in zip(names, self._fields.items(), strict=True)
+        )
         return (
-            "step, epoch_us(created_at) AS created_us, duration, "
-            f"{_read('state', self._state_col)} AS state, "
+            "WITH r AS (SELECT step, epoch_us(created_at) AS created_us, duration, "
             # The usual step has one write and none pending: its duration is read as a
             # number, its node and goto as part of the shape; a list of STRUCTs takes much
             # longer to convert to Python.
             f"CASE WHEN {_USUAL} THEN writes[1].duration END AS node_duration, "
-            f"CASE WHEN NOT ({_USUAL}) THEN struct_pack(writes, pending) END AS others"
+            f"CASE WHEN NOT ({_USUAL}) THEN struct_pack(writes, pending) END AS others, "
+            f"{_SHAPE} AS shape{fields} "
+            f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?) "
+            "SELECT step, created_us, duration, node_duration, others, hash(shape), NULL, NULL"
+            f"{''.join(', ' + f for f in names)} FROM r "
+            f"UNION ALL SELECT DISTINCT NULL, NULL, NULL, NULL, NULL, hash(shape), shape, "
+            f"{_COLLATION}{', NULL' * len(names)} FROM r ORDER BY step NULLS FIRST"
         )
 
     def _rows(
         self, thread_id: str, start: int, first: int, last: int
     ) -> tuple[list[_Row], dict[int, _Shape]]:
         """The rows of steps ``start..last``, and their shapes by key; those before ``first``
-        are needed for their growable fields only.
-
-        Converting nested values to Python costs more than anything else in a read, and
-        most rows of a thread share one of a few shapes (see :data:`_SHAPE`), so a long
-        read fetches each distinct shape once, keyed by its hash. A short read (a load)
-        fetches the shape of each row, as DuckDB plans that query in less time.
-        """
+        are needed for their growable fields only. A long read fetches its rows its own way
+        (see :meth:`_build_many`)."""
         where = f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?"
         params = [thread_id, start, last]
-        if last - start + 1 >= _MANY:
-            shape_hash = self._hash("shape")
-            # One statement, so that the shapes and the rows come from one snapshot.
-            fetched = self._con.execute(
-                f"WITH r AS (SELECT {self._columns_sql()}, {_SHAPE} AS shape {where}) "
-                f"SELECT step, created_us, duration, state, node_duration, others, {shape_hash}, "
-                "NULL FROM r UNION ALL SELECT DISTINCT NULL, NULL, NULL, NULL, NULL, NULL, "
-                f"{shape_hash}, shape FROM r ORDER BY step NULLS FIRST",
-                params,
-            ).fetchall()
-            count = 0
-            shapes: dict[int, _Shape] = {}
-            for row in fetched:
-                if row[0] is not None:
-                    break
-                shapes[row[6]] = _shape(thread_id, row[7])
-                count += 1
-            if len(shapes) == count:  # else two shapes share a hash: read row by row
-                return fetched[count:], shapes
         # Rows before ``first`` are read for their growable fields only (a load reads from
         # the last base row, often a hundred steps back).
         parts = ", ".join(
@@ -1184,16 +1182,6 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             rows.append((step, created_us, duration, state, node_duration, others, step, None))
             shapes[step] = _shape(thread_id, raw)
         return rows, shapes
-
-    def _hash(self, values: str) -> str:
-        """SQL hashing ``values`` (SQL too) exactly: a long read groups rows by value and hash,
-        so that values a case-blind collation set on the connection takes as equal ('tick' and
-        'Tick') stay apart. DuckDB hashes text as the collation compares it, so under one the
-        hash is taken of the values' text encoded as bytes (slower: only then)."""
-        row = self._con.execute("SELECT current_setting('default_collation')").fetchone()
-        if row is None or not row[0]:
-            return f"hash({values})"
-        return f"hash(encode(({values})::VARCHAR))"
 
     def _base_step(self, thread_id: str, step: int) -> int | None:
         if not self._growable:
@@ -1239,19 +1227,19 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         updates); None when that cannot be done (a value does not load: reading row by row
         names the step it belongs to)."""
         rows = self._con.execute(
-            f"SELECT value, unset, slot, seq, list(step) FROM (SELECT step, seq, "
+            f"SELECT value, unset, slot, seq, list(step), {_COLLATION} FROM (SELECT step, seq, "
             f"{_read('value', self._update_col)} AS value, "
             "CASE WHEN len(unset) > 0 THEN unset END AS unset, "
             "CASE WHEN pending OR position > 0 THEN position * 2 + pending::INTEGER END AS slot "
             f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ?) "
-            # Grouped by the hash too: text compares under the connection's collation, which
-            # may be blind to case; a hash is not.
-            f"GROUP BY {self._hash('value, unset')}, value, unset, slot, seq ORDER BY seq",
+            "GROUP BY value, unset, slot, seq ORDER BY seq",
             [thread_id, first, last],
         ).fetchall()
+        if rows and rows[0][5]:  # equal under the collation is not equal (see _COLLATION)
+            return None
         load = self._update_loader(thread_id)
         out: _Updates = {}
-        for value, unset, slot, seq, steps in rows:
+        for value, unset, slot, seq, steps, _ in rows:
             try:
                 one = (load(value, unset, 0, False, 0),)
             except SerializationError:
@@ -1326,6 +1314,10 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
     def _build(self, thread_id: str, start: int, first: int, last: int) -> list[Checkpoint[S]]:
         """:meth:`_load_range`, reading steps from ``start`` (a base row, for growable fields)."""
+        if last - start + 1 >= _MANY:
+            built = self._build_many(thread_id, start, first, last)
+            if built is not None:
+                return built
         rows, shapes = self._rows(thread_id, start, first, last)
         updates = self._updates(thread_id, first, last)
         schema = self._schema
@@ -1376,6 +1368,172 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             add(make(step, value, writes, pending, duration, epoch + delta(0, 0, created_us)))
         return out
 
+    def _build_many(
+        self, thread_id: str, start: int, first: int, last: int
+    ) -> list[Checkpoint[S]] | None:
+        """:meth:`_build` for a long read; None when two distinct shapes share a hash (then
+        the rows are read one by one).
+
+        Converting nested values to Python costs more than anything else in a read, and
+        most rows of a thread share one of a few shapes (see :data:`_SHAPE`), so each distinct
+        shape is fetched once, keyed by its hash; the state's fields are fetched as columns of
+        their own, not one STRUCT (which reaches Python as a dict). The checkpoints are then
+        made a field at a time (see :func:`make_checkpoints`).
+        """
+        # One statement, so that the shapes and the rows come from one snapshot.
+        fetched: list[_ManyRow] = self._con.execute(
+            self._many_sql(), [thread_id, start, last]
+        ).fetchall()
+        count = 0
+        shared: dict[int, SharedFields] = {}
+        is_base: dict[int, bool] = {}
+        node: dict[int, str | None] = {}
+        goto: dict[int, tuple[str, ...] | None] = {}
+        for row in fetched:
+            if row[0] is not None:
+                break
+            if row[7]:  # equal under the collation is not equal (see _COLLATION)
+                return None
+            key, raw = row[5], row[6]
+            shared[key], is_base[key] = _shared(raw), raw["base"]
+            node[key] = raw["node"]
+            goto[key] = None if raw["goto"] is None else tuple(raw["goto"])
+            count += 1
+        if len(shared) != count:
+            return None
+        if count == len(fetched):
+            return []
+        steps, created_us, durations, node_durations, others, keys, _, _, *fields = zip(
+            *fetched[count:], strict=True
+        )
+        updates = self._updates(thread_id, first, last)
+        states = self._many_states(thread_id, first, steps, [is_base[k] for k in keys], fields)
+        # Rows before ``first`` are read for their growable fields only.
+        skip = bisect_left(steps, first)
+        if skip:
+            steps, created_us, durations = steps[skip:], created_us[skip:], durations[skip:]
+            node_durations, others, keys = node_durations[skip:], others[skip:], keys[skip:]
+        # The writes of the usual steps are made together, the others (few) one by one.
+        odd = list(compress(range(len(others)), map(operator.is_not, others, repeat(None))))
+        if odd:
+            usual = list(map(operator.is_, others, repeat(None)))
+            u_steps = list(compress(steps, usual))
+            u_keys = list(compress(keys, usual))
+            u_durations = list(compress(node_durations, usual))
+        else:
+            u_steps, u_keys, u_durations = list(steps), list(keys), list(node_durations)
+        kinds = {(node[k], goto[k]) for k in set(u_keys)}
+        if len(kinds) == 1:
+            one_node, one_goto = kinds.pop()
+            nodes: Iterable[Any] = repeat(one_node)
+            gotos: Iterable[tuple[str, ...] | None] = repeat(one_goto)
+        else:
+            nodes, gotos = map(node.__getitem__, u_keys), map(goto.__getitem__, u_keys)
+        ups = map(updates.get, u_steps, repeat(()))
+        # zip() of one list: its items as 1-tuples, the writes of the usual steps.
+        writes: list[tuple[NodeWrite[object], ...]] = list(
+            zip(make_writes(nodes, ups, gotos, u_durations))
+        )
+        pending: Iterable[tuple[NodeWrite[object], ...]] = repeat(())
+        if odd:
+            # Row ``i``, the n-th odd one, comes after ``i - n`` usual ones.
+            merged: list[tuple[NodeWrite[object], ...]] = []
+            placed = 0
+            some_pending: list[tuple[NodeWrite[object], ...]] = [()] * len(steps)
+            for n, i in enumerate(odd):
+                merged += writes[placed : i - n]
+                placed = i - n
+                merged.append(_writes(others[i]["writes"], updates, steps[i], False))
+                some_pending[i] = _writes(others[i]["pending"], updates, steps[i], True)
+            merged += writes[placed:]
+            writes, pending = merged, some_pending
+        created = map(_EPOCH.__add__, map(timedelta, repeat(0), repeat(0), created_us))
+        return make_checkpoints(
+            thread_id,
+            list(map(shared.__getitem__, keys)),
+            steps,
+            states,
+            writes,
+            pending,
+            durations,
+            created,
+        )
+
+    def _many_states(
+        self,
+        thread_id: str,
+        first: int,
+        steps: Sequence[int],
+        is_base: Sequence[bool],
+        fields: Sequence[Sequence[Any]],
+    ) -> list[S]:
+        """The states of the rows of a long read from step ``first`` on, from the columns of
+        their fields; the rows before ``first`` are read for their growable fields only."""
+        schema = self._schema
+        if self._many_direct:
+            skip = bisect_left(steps, first)
+            columns = [column[skip:] if skip else column for column in fields]
+            # A NULL in a field that cannot be None is a field added after the row was
+            # written, which loads as its default (see struct_column): made row by row below.
+            if not any(None in columns[i] for i in self._not_nullable):
+                try:
+                    return list(map(schema, *columns))
+                except Exception:  # noqa: BLE001  # loaded again below, to name the failing field
+                    pass
+        names = tuple(self._fields)
+        decode = self._state_col.decode
+        # Looked up once per read: the happy path calls the converter's hooks (or the state
+        # class) directly, and loads again the slow way only to say what failed (see
+        # _load_slowly).
+        hook = self._serde.converter.get_structure_hook(schema)
+        assemble = self._serde.state_hook(self._growable) if self._growable else None
+        direct, direct_assembled = self._direct
+        grown = [self._grown(name, keep=assemble is not None) for name in self._growable]
+        parts = [(g, names.index(g.name), self._fields[g.name].decode) for g in grown]
+        out: list[S] = []
+        add = out.append
+        for step, base, values in zip(steps, is_base, zip(*fields, strict=True), strict=True):
+            if step < first:  # needed for its growable fields only
+                for g, i, field_decode in parts:
+                    part = values[i]
+                    g.add([] if part is None else field_decode(part), base)
+                continue
+            plain = decode(dict(zip(names, values, strict=True)))
+            for g in grown:
+                g.add(plain.get(g.name) or [], base)
+            try:
+                if not grown:
+                    value = schema(**plain) if direct else hook(plain, schema)
+                elif assemble is not None and all(g.value is not None for g in grown):
+                    for g in grown:
+                        plain[g.name] = g.value
+                    value = schema(**plain) if direct_assembled else assemble(plain, schema)
+                else:
+                    for g in grown:
+                        plain[g.name] = list(g.raw)
+                    value = hook(plain, schema)
+            except Exception:  # noqa: BLE001  # loaded again, to name the failing field
+                value = self._load_slowly(thread_id, step, plain, grown)
+            add(value)
+        return out
+
+    @functools.cached_property
+    def _many_direct(self) -> bool:
+        """Whether a long read makes states by calling the state class with their fields'
+        columns as positional arguments (see :meth:`Serde.callable_directly`)."""
+        fields = attrs.fields(self._schema)  # type: ignore[arg-type]  # schema_info() checked it is an attrs class
+        return (
+            bool(fields)
+            and not self._growable
+            and self._direct[0]
+            and not any(a.kw_only for a in fields)
+        )
+
+    @functools.cached_property
+    def _not_nullable(self) -> tuple[int, ...]:
+        """The positions of the state fields that cannot be None."""
+        return tuple(i for i, c in enumerate(self._fields.values()) if not c.nullable)
+
     def _grown(self, name: str, *, keep: bool) -> _Grown:
         """How to put growable field ``name`` back together in one read (``keep``: whether
         its loaded items may be kept, see :class:`_Grown`)."""
@@ -1383,7 +1541,10 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         conv = self._serde.converter
         # Loaded parts are shared by the states of consecutive steps: only immutable items.
         fast = keep and is_immutable_type(typing.get_args(tp)[0])
-        return _Grown(name, conv.get_structure_hook(tp), tp, typing.get_origin(tp) is list, fast)
+        exact = "DOUBLE" not in self._fields[name].sql
+        return _Grown(
+            name, conv.get_structure_hook(tp), tp, typing.get_origin(tp) is list, fast, exact
+        )
 
     def _load_slowly(
         self, thread_id: str, step: int, plain: dict[str, Any], grown: list[_Grown]
@@ -1684,6 +1845,12 @@ _BEFORE_BASE: Final = -1
 _BEFORE: Final = -2
 """The shape keys of rows read for their growable fields only, base rows and others."""
 
+_COLLATION: Final = "current_setting('default_collation')"
+"""SQL: the collation text is compared under, unless a column says otherwise; empty by
+default. DuckDB groups text under it, and hashes text under it too ('Tick' and 'tick' are one
+value, and hash alike, under ``NOCASE``): a long read that fetches each distinct shape or
+update once reads row by row under another collation."""
+
 _MAX_STEP: Final = 2**63 - 1
 """The largest step a BIGINT holds."""
 
@@ -1697,6 +1864,13 @@ state as stored; the duration of the only write of a usual step (one node ran, n
 pending) or else ``{"writes": [...], "pending": [...]}``; the key of its shape, and None
 (where a long read's shapes come)."""
 
+_ManyRow: TypeAlias = tuple[Any, ...]
+"""A row of a long read (see :meth:`DuckDBCheckpointer._many_sql`): step, created_at
+(microseconds since 1970 UTC), duration, the duration of the only write of a usual step (one
+node ran, none is pending) or else None, ``{"writes": [...], "pending": [...]}`` or else None,
+the key of its shape, None twice (where the shapes come), then the state's fields as
+stored."""
+
 _Updates: TypeAlias = dict[int | tuple[int, bool, int], tuple[object, ...]]
 """The updates of the writes of some steps: the key of the first write of a step is the step
 (a dict lookup that makes no tuple, for the usual step), of the others (step, pending,
@@ -1708,11 +1882,11 @@ share (the rest are ``step, state, writes, pending, duration, created_at``); whe
 fields are stored in full; the node and goto of the only write of a usual step."""
 
 
-def _shape(thread_id: str, raw: Mapping[str, Any]) -> _Shape:
+def _shared(raw: Mapping[str, Any]) -> SharedFields:
+    """The fields of the checkpoints of one shape (see :data:`_SHAPE`) that
+    :func:`make_checkpoint` takes after the thread id."""
     p_thread = raw["parent_thread_id"]
-    make = partial(
-        make_checkpoint,
-        thread_id,
+    return (
         tuple(raw["next"]),
         raw["status"],
         tuple(NodeFailure(**f) for f in raw["failures"]),
@@ -1720,6 +1894,10 @@ def _shape(thread_id: str, raw: Mapping[str, Any]) -> _Shape:
         None if p_thread is None else ParentRef(thread_id=p_thread, step=raw["parent_step"]),
         freeze_metadata(json.loads(raw["metadata"])),
     )
+
+
+def _shape(thread_id: str, raw: Mapping[str, Any]) -> _Shape:
+    make = partial(make_checkpoint, thread_id, *_shared(raw))
     goto = raw["goto"]
     return make, raw["base"], raw["node"], None if goto is None else tuple(goto)
 
@@ -1762,6 +1940,10 @@ class _Grown:
     """True for a list field (each state needs a list of its own), False for a tuple."""
     fast: bool
     """Whether loaded items may be kept."""
+    exact: bool = False
+    """Whether stored items that compare equal in Python are the same value (not so for
+    floats: 0.0 and -0.0), so that a base row repeating the items so far needs only its new
+    ones loaded."""
     started: bool = False
     raw: list[Any] = attrs.Factory(list)
     """The field's stored items so far."""
@@ -1771,6 +1953,11 @@ class _Grown:
 
     def add(self, part: list[Any], is_base: bool) -> None:
         """Add the items stored in one row (all of them, in a base row)."""
+        if is_base and self.exact and self.value is not None:
+            # A base row stored every ``snapshot_every`` steps repeats the items so far.
+            known = len(self.raw)
+            if len(part) >= known and part[:known] == self.raw:
+                is_base, part = False, part[known:]
         if is_base or not self.started:
             self.started = True
             self.raw = list(part)
