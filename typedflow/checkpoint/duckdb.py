@@ -30,6 +30,7 @@ import operator
 import re
 import threading
 import typing
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -205,6 +206,56 @@ class _Tail:
     values: dict[str, tuple[Any, ...]]
 
 
+@attrs.define(eq=False)
+class _Shared:
+    """What the checkpointers of one table of one database share within this process.
+
+    Whether a save may be written (the thread's latest step) is checked against what a
+    checkpointer knows of the thread, not against the database: the log table has no key, and
+    a query per save would cost about as much as the commit. A second checkpointer on the same
+    table (opened on the same file, or given the same connection) must not rely on an older
+    view of a thread the first one went on writing: they share that knowledge, under one lock,
+    and so refuse each other's steps with a :class:`ConflictError` as one checkpointer refuses
+    two runs'. Another process cannot write the file while this one has it open.
+    """
+
+    lock: threading.RLock = attrs.Factory(threading.RLock)
+    """Held around each commit, read and move of the log's rows into the typed tables."""
+    count_lock: threading.Lock = attrs.Factory(threading.Lock)
+    move_lock: threading.Lock = attrs.Factory(threading.Lock)
+    """Held by whoever moves the log; moves run one at a time."""
+    latest: dict[str, int] = attrs.Factory(dict)
+    """Each known thread's latest step."""
+    tails: dict[str, _Tail] = attrs.Factory(dict)
+    logged: int = 0
+    """How many checkpoints wait in the log table to be moved into the typed tables."""
+    users: int = 0
+    """How many open checkpointers share this."""
+
+    @staticmethod
+    def join(key: tuple[object, str]) -> _Shared:
+        with _SHARED_LOCK:
+            shared = _SHARED.get(key)
+            if shared is None:
+                shared = _SHARED[key] = _Shared()
+            shared.users += 1
+            return shared
+
+    @staticmethod
+    def leave(key: tuple[object, str]) -> None:
+        with _SHARED_LOCK:
+            shared = _SHARED.get(key)
+            if shared is not None:
+                shared.users -= 1
+                if shared.users <= 0:
+                    # Once none is open, another process may write the file: forget it all.
+                    del _SHARED[key]
+
+
+_SHARED: Final[dict[tuple[object, str], _Shared]] = {}
+_SHARED_LOCK: Final = threading.Lock()
+
+
 class DuckDBCheckpointer(HistoryCheckpointer[S]):
     """Checkpoints of schema ``S`` in a DuckDB database (a file, ``":memory:"``, or a connection).
 
@@ -250,11 +301,6 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._cp_table = quote(f"{self._table}_checkpoints")
         self._up_table = quote(f"{self._table}_updates")
         self._log_table = quote(f"{self._table}_log")
-        self._logged = 0
-        """How many checkpoints wait in the log table to be moved into the typed tables."""
-        self._count_lock = threading.Lock()
-        self._move_lock = threading.Lock()
-        """Held by whoever moves the log; moves run one at a time."""
         self._mover: threading.Thread | None = None
         self._mover_con: duckdb.DuckDBPyConnection | None = None
         self._move_wanted = threading.Event()
@@ -268,7 +314,16 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 self._con = duckdb.connect(str(database))
             # TIMESTAMPTZ values are read as UTC timestamps; the setting is this cursor's own.
             self._con.execute("SET TimeZone = 'UTC'")
-        self._lock = threading.RLock()
+            key = self._store_key(database)
+        self._shared = _Shared.join(key)
+        self._release = weakref.finalize(self, _Shared.leave, key)
+        """Leaves the shared state: at :meth:`close`, or when this object is collected unclosed."""
+        self._lock = self._shared.lock
+        self._count_lock = self._shared.count_lock
+        self._move_lock = self._shared.move_lock
+        self._log_con: duckdb.DuckDBPyConnection | None = None
+        """The cursor the log is written through (see :meth:`_log_appender`)."""
+        self._appender: duckdb.Appender | None = None
         self._group: GroupCommit[_Ticket] = GroupCommit(
             self._commit_group,
             self._move_when_idle,
@@ -277,8 +332,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         )
         self._buffer: list[_Ticket] = []
         self._prepared = _Prepared()
-        self._latest: dict[str, int] = {}
-        self._tails: dict[str, _Tail] = {}
+        self._latest = self._shared.latest
+        self._tails = self._shared.tails
         self._absent: set[str] = set()
         """Threads of the batch being committed that are not stored (see :meth:`_look_up`)."""
         self._others: dict[str, str] = {}
@@ -287,9 +342,24 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         try:
             self._create_or_check()
         except BaseException:
+            self._release()
             if self._owns:
                 self._con.close()
             raise
+
+    def _store_key(self, database: str | Path | duckdb.DuckDBPyConnection) -> tuple[object, str]:
+        """What names this table of this database within the process (see :class:`_Shared`):
+        the database file, or for a database in memory the connection it was reached through."""
+        row = self._con.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchall()
+        path = row[0][0] if row else None
+        if path is not None:
+            return (str(path), self._table)
+        # A database in memory is reachable only through the connection that made it: the
+        # one given, or this checkpointer's own (its ``connection``, given to another one).
+        root = self._con if isinstance(database, (str, Path)) else database
+        return (root, self._table)
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -355,10 +425,14 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                     f"SELECT schema_name, layout FROM {TABLES} WHERE table_name = ?", [self._table]
                 ).fetchone()
                 layout = self._layout()
+                # No key: an index update is a good part of the cost of a commit, and the
+                # checks of ``_accept`` refuse a step that is stored already before anything is
+                # written (checkpointers of one table in one process share what they check, see
+                # ``_Shared``). A log made by an earlier version keeps its key, which only adds
+                # a check.
                 con.execute(
                     f"CREATE TABLE IF NOT EXISTS {self._log_table} ("
-                    "thread_id VARCHAR NOT NULL, step BIGINT NOT NULL, payload VARCHAR NOT NULL, "
-                    "PRIMARY KEY (thread_id, step))"
+                    "thread_id VARCHAR NOT NULL, step BIGINT NOT NULL, payload VARCHAR NOT NULL)"
                 )
                 if row is None:
                     self._create_tables()
@@ -571,7 +645,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
     async def aflush(self) -> None:
         if self._durability == "step":
-            if self._group.when_idle() or not self._logged:
+            if self._group.when_idle() or not self._shared.logged:
                 return
         elif not self._buffer:
             return
@@ -597,8 +671,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 self._move_log_now()
             finally:
                 self._closed = True
-                if self._mover_con is not None:
-                    self._mover_con.close()
+                self._release()
+                self._appender = None
+                for con in (self._mover_con, self._log_con):
+                    if con is not None:
+                        con.close()
                 self._con.close()
 
     def _check_open(self, batch: Sequence[_Ticket] = ()) -> None:
@@ -853,7 +930,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 if ticket.error is None:
                     ticket.error = exc
             raise
-        if self._logged >= self._batch_size:
+        if self._shared.logged >= self._batch_size and not self._move_wanted.is_set():
             self._move_soon()
 
     def _write(self, accepted: list[_Ticket], *, log: bool = False) -> None:
@@ -880,49 +957,67 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         else:
             if log:
                 with self._count_lock:
-                    self._logged += len(accepted)
+                    self._shared.logged += len(accepted)
 
     def _append_log(self, accepted: list[_Ticket]) -> None:
         """Commit checkpoints as rows of the narrow log table: one short row commits as fast as
         DuckDB commits anything, where a wide row of nested columns (and the SQL text of its
         type) costs several times more. The encoders have checked every value's type and
-        range, so the later move into the typed tables cannot refuse one."""
-        payloads = [
-            t.payload or _dumps({"checkpoint": t.fixed, "updates": t.updates}) for t in accepted
-        ]
-        threads = [t.thread for t in accepted if t.thread is not None]
-        if threads:
-            # A new thread's row is written at once: thread ids are unique across the schemas
-            # of a database, and its primary key is what says so.
-            con = self._con
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._insert(con, "threads", THREADS, _THREAD_ROW, threads)
-                self._log_rows(accepted, payloads)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        else:
-            self._log_rows(accepted, payloads)
+        range, so the later move into the typed tables cannot refuse one.
 
-    def _log_rows(self, accepted: list[_Ticket], payloads: list[str]) -> None:
-        if len(accepted) == 1:
-            cp = accepted[0].checkpoint
-            self._con.execute(
-                f"INSERT INTO {self._log_table} VALUES (?, ?, ?)",
-                [cp.thread_id, cp.step, payloads[0]],
-            )
-            return
-        self._con.execute(
-            f"INSERT INTO {self._log_table} SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
-            "unnest(?::VARCHAR[])",
-            [
-                [t.checkpoint.thread_id for t in accepted],
-                [t.checkpoint.step for t in accepted],
-                payloads,
-            ],
-        )
+        The rows go through an appender kept open, which skips the parsing, planning and
+        parameter binding of an INSERT. Its flush is one statement: on its own (autocommit) it
+        commits, so the rows are durable when this returns."""
+        con, appender = self._log_appender()
+        threads = [t.thread for t in accepted if t.thread is not None]
+        try:
+            for t in accepted:
+                cp = t.checkpoint
+                appender.append_row(
+                    cp.thread_id,
+                    cp.step,
+                    t.payload or _dumps({"checkpoint": t.fixed, "updates": t.updates}),
+                )
+            if threads:
+                # A new thread's row is written at once: thread ids are unique across the
+                # schemas of a database, and its primary key is what says so.
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    self._insert(con, "threads", THREADS, _THREAD_ROW, threads)
+                    appender.flush()
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            else:
+                appender.flush()
+        except BaseException:
+            # Rows left buffered would be committed with the next save's: drop them, and the
+            # appender with them (the next save makes a new one).
+            self._drop_appender()
+            raise
+
+    def _log_appender(self) -> tuple[duckdb.DuckDBPyConnection, duckdb.Appender]:
+        """The cursor the log is written through and its appender, made at the first save.
+
+        A cursor of its own: an appender cannot flush on a connection that still holds a
+        query's unread result, as the checks' queries on the main cursor may."""
+        con = self._log_con
+        if con is None:
+            con = self._log_con = self._con.cursor()
+            con.execute("SET TimeZone = 'UTC'")
+        appender = self._appender
+        if appender is None:
+            appender = self._appender = con.appender(self._log_table)
+        return con, appender
+
+    def _drop_appender(self) -> None:
+        appender, self._appender = self._appender, None
+        if appender is not None:
+            try:
+                appender.clear()
+            except duckdb.Error:
+                logger.debug("could not clear the log's appender", exc_info=True)
 
     def _insert_typed(self, accepted: list[_Ticket]) -> None:
         threads = [t.thread for t in accepted if t.thread is not None]
@@ -969,7 +1064,6 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         con = self._mover_con
         while con is not None:
             self._move_wanted.wait()
-            self._move_wanted.clear()
             if self._stopping.is_set():
                 return
             try:
@@ -978,8 +1072,13 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 # The checkpoints are committed (in the log); the next read, flush or close
                 # moves them again and reports what goes wrong.
                 logger.warning("could not move the log into the typed tables", exc_info=True)
-            # A move costs about as much for 10 rows as for 1,000 (DuckDB's fixed cost per
-            # statement and commit), so under load the mover waits for more to gather.
+            finally:
+                # Cleared after the move, not before: the saves committed while it ran set it
+                # again and again, and a move of the few rows they bring would cost about as
+                # much as one of ``batch_size`` (DuckDB's fixed cost per statement and commit).
+                # The next move waits for the next full batch (or a read, flush or close).
+                self._move_wanted.clear()
+            # Under load the mover also waits for more to gather.
             if self._stopping.wait(_MOVE_PAUSE):
                 return
 
@@ -993,7 +1092,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def _move_log_now(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
         """Move the logged checkpoints into the typed tables, in one transaction."""
         with self._move_lock:
-            if not self._logged:
+            if not self._shared.logged:
                 return
             con = self._con if con is None else con
             with _mapped(
@@ -1008,7 +1107,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                     con.execute("ROLLBACK")
                     raise
             with self._count_lock:
-                self._logged -= moved
+                # Never below 0: a move also takes the rows that another checkpointer of the
+                # table committed before it counted them.
+                self._shared.logged = max(0, self._shared.logged - moved)
 
     def _move_log(self, log_type: str, con: duckdb.DuckDBPyConnection | None = None) -> int:
         """Move every row of the log table (written as ``log_type``) that this transaction
