@@ -170,11 +170,16 @@ def open_twice(
     if how == "file":
         path = tmp_path / "twice.duckdb"
         return DuckDBCheckpointer(ContractState, path), DuckDBCheckpointer(ContractState, path)
+    if how == "file by two paths":
+        (tmp_path / "sub").mkdir()
+        path = tmp_path / "twice.duckdb"
+        other = tmp_path / "sub" / ".." / "twice.duckdb"
+        return DuckDBCheckpointer(ContractState, path), DuckDBCheckpointer(ContractState, other)
     a = DuckDBCheckpointer(ContractState)  # in memory, reached through a's connection
     return a, DuckDBCheckpointer(ContractState, a.connection)
 
 
-@pytest.mark.parametrize("how", ["file", "memory"])
+@pytest.mark.parametrize("how", ["file", "file by two paths", "memory"])
 def test_two_checkpointers_of_one_table_refuse_each_others_steps(tmp_path: Path, how: str) -> None:
     a, b = open_twice(tmp_path, how)
     try:
