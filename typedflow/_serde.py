@@ -313,6 +313,26 @@ class Serde(Generic[S]):
                 return False
         return True
 
+    def dumps_as_is(self, tp: object) -> bool:
+        """Whether the converter's plain data for every value of type ``tp`` is the value
+        itself, or for a tuple or list the list of its items: a backend whose encoders check
+        each value's type may then skip the converter for values of ``tp``.
+
+        True when the converter is typedflow's own and ``tp`` is a ``str``, ``int``,
+        ``float`` or ``bool``, a ``tuple[X, ...]`` or ``list[X]`` of one of them or of one of
+        them or None, or one of these or None (whose hooks return such values as they are,
+        and make a list of a sequence's items). Members of a union typed as
+        :data:`~typedflow.UNSET`'s type are left aside: an UNSET field is dumped as no value
+        (see :meth:`dump_update`), not through a hook.
+        """
+        if not self._own:
+            return False
+        args = _union_args(tp)
+        if args is not None:
+            rest = [a for a in args if a is not type(None) and not _is_unset(a)]
+            return len(rest) == 1 and _as_is(rest[0], items=True)
+        return _as_is(tp, items=True)
+
     def dump_update(self, update: object) -> object:
         """An update as plain data: an attrs update as a dict without its UNSET fields (a
         union member tagged), an update of another type (``int``, say) as that type's data."""
@@ -409,6 +429,30 @@ class Serde(Generic[S]):
             raise SerializationError(
                 f"cannot load {where}: {'; '.join(messages) or exc}", path=where
             ) from exc
+
+
+_AS_IS: Final = (str, int, float, bool)
+"""The types whose values typedflow's converter dumps as they are (see ``dumps_as_is``)."""
+
+
+def _as_is(tp: object, *, items: bool) -> bool:
+    """Whether ``tp`` (not a union) is in :data:`_AS_IS`, or with ``items`` a tuple or list
+    of such a type or of such a type or None."""
+    if any(tp is t for t in _AS_IS):
+        return True
+    if not items:
+        return False
+    origin = typing.get_origin(tp)
+    targs = typing.get_args(tp)
+    is_list = origin is list and len(targs) == 1
+    if not is_list and not (origin is tuple and len(targs) == 2 and targs[1] is Ellipsis):
+        return False
+    item = targs[0]
+    args = _union_args(item)
+    if args is None:
+        return _as_is(item, items=False)
+    rest = [a for a in args if a is not type(None)]
+    return len(rest) == 1 and len(args) == 2 and _as_is(rest[0], items=False)
 
 
 _prepare_lock = threading.Lock()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import json.encoder
 import logging
 import operator
 import re
@@ -80,7 +81,7 @@ from typedflow.errors import (
     StoreLockedError,
     ThreadNotFoundError,
 )
-from typedflow.schema import schema_info
+from typedflow.schema import UNSET, schema_info
 
 if TYPE_CHECKING:
     import cattrs
@@ -139,26 +140,28 @@ def _mapped(action: str) -> Iterator[None]:
     """Map DuckDB's exceptions to typedflow errors, in one place, chained ``from`` the original."""
     try:
         yield
-    except duckdb.ConstraintException as exc:
-        raise CheckpointError(f"{action}: a constraint failed: {exc}") from exc
-    except duckdb.IOException as exc:
+    except (duckdb.Error, UnicodeError) as exc:
+        raise _mapped_error(action, exc) from exc
+
+
+def _mapped_error(action: str, exc: duckdb.Error | UnicodeError) -> CheckpointError:
+    """The typedflow error for an exception of DuckDB's (see :func:`_mapped`; raise it from
+    ``exc``), for a caller that cannot afford a context manager."""
+    if isinstance(exc, duckdb.ConstraintException):
+        return CheckpointError(f"{action}: a constraint failed: {exc}")
+    if isinstance(exc, duckdb.IOException):
         if "lock" in str(exc).lower():
-            raise StoreLockedError(
+            return StoreLockedError(
                 f"{action}: the database file is in use by another process ({exc}). "
                 "DuckDB lets one process write a file at a time: close it there, "
                 "or use another file"
-            ) from exc
-        raise CheckpointError(f"{action}: {exc}") from exc
-    except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
-        raise SerializationError(
-            f"{action}: DuckDB could not store a value: {exc}", path=""
-        ) from exc
-    except duckdb.Error as exc:
-        raise CheckpointError(f"{action}: {exc}") from exc
-    except UnicodeError as exc:
-        raise SerializationError(
-            f"{action}: a string is not valid Unicode: {exc}", path=""
-        ) from exc
+            )
+        return CheckpointError(f"{action}: {exc}")
+    if isinstance(exc, duckdb.ConversionException | duckdb.InvalidInputException):
+        return SerializationError(f"{action}: DuckDB could not store a value: {exc}", path="")
+    if isinstance(exc, UnicodeError):
+        return SerializationError(f"{action}: a string is not valid Unicode: {exc}", path="")
+    return CheckpointError(f"{action}: {exc}")
 
 
 @contextmanager
@@ -167,11 +170,16 @@ def _naming(cp: Checkpoint[Any]) -> Iterator[None]:
     try:
         yield
     except SerializationError as exc:
-        why = exc.__cause__ if exc.__cause__ is not None else exc
-        raise SerializationError(
-            f"cannot store {exc.path} of thread {cp.thread_id!r}, step {cp.step}: {why}",
-            path=exc.path,
-        ) from exc
+        raise _named(cp, exc) from exc
+
+
+def _named(cp: Checkpoint[Any], exc: SerializationError) -> SerializationError:
+    """``exc``, about a value of ``cp``, with the thread and step named (raise it from exc)."""
+    why = exc.__cause__ if exc.__cause__ is not None else exc
+    return SerializationError(
+        f"cannot store {exc.path} of thread {cp.thread_id!r}, step {cp.step}: {why}",
+        path=exc.path,
+    )
 
 
 @attrs.define
@@ -378,13 +386,29 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             and typing.get_origin(self._field_types[name]) in (tuple, list)
         )
         self._state_col = struct_column(self._fields)
+        as_is = self._serde.dumps_as_is
+        self._state_plan = tuple(
+            (name, _fast_encoder(col) if as_is(self._field_types[name]) else None)
+            for name, col in self._fields.items()
+            if name not in self._growable
+        )
+        """The state fields stored in full at every step, each with its fast encoder (see
+        :func:`_fast_encoder`) or None where the converter has to dump the value first."""
+        self._grow_plan = tuple(
+            (name, _fast_encoder(self._fields[name]) if as_is(self._field_types[name]) else None)
+            for name in self._growable
+        )
+        """The growable fields, likewise."""
         self._direct = (
             self._serde.callable_directly(),
             self._serde.callable_directly(self._growable),
         )
         """Whether a state read is made by calling the schema itself (see
         :meth:`Serde.callable_directly`): as stored, and with its growable fields loaded."""
-        update_type = self._info.update_type
+        update_type = self._update_type = self._info.update_type
+        self._update_plan: tuple[tuple[str, Callable[[Any], Any]], ...] | None = None
+        """For an attrs update class whose every field the converter dumps as it is: its
+        fields, each with its fast encoder (see :meth:`_update_row`)."""
         if isinstance(update_type, type) and attrs.has(update_type):
             uhints = typing.get_type_hints(update_type)
             ufields = {
@@ -392,6 +416,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 for a in attrs.fields(update_type)
             }
             self._update_col = struct_column(ufields)
+            if all(as_is(uhints[name]) for name in ufields):
+                self._update_plan = tuple((n, _fast_encoder(c)) for n, c in ufields.items())
         else:
             self._update_col = column_for(update_type, skip=is_unset_type)
 
@@ -610,8 +636,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         if self._durability == "batch":
             with self._lock:
                 self._check_open()
-                with _mapped("cannot save a checkpoint"):
+                try:
                     self._accept(ticket)  # conflicts are found now, not at the next flush
+                except (duckdb.Error, UnicodeError) as exc:
+                    # Not ``with _mapped(...)``: it costs more than the rest of a buffered save.
+                    raise _mapped_error("cannot save a checkpoint", exc) from exc
                 self._buffer.append(ticket)
                 if len(self._buffer) >= self._batch_size:
                     self._flush_locked()
@@ -691,9 +720,12 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         """Encode a checkpoint in the caller's thread, outside the lock, so that a commit has
         little left to do. The growable fields are stored against the thread's tail as it is
         now; the commit checks that it still is (it is, unless two runs write one thread)."""
-        with _naming(cp):
+        # Not ``with _naming(cp)``: a context manager costs more than the rest of a small save.
+        try:
             ticket = self._encode(cp)
             self._prepare(ticket, self._tails.get(cp.thread_id))
+        except SerializationError as exc:
+            raise _named(cp, exc) from exc
         return ticket
 
     def _prepare(self, ticket: _Ticket, tail: _Tail | None) -> None:
@@ -706,71 +738,136 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             ticket.payload = _dumps({"checkpoint": ticket.fixed, "updates": ticket.updates})
 
     def _encode(self, cp: Checkpoint[S]) -> _Ticket:
-        if not _is_text(cp.thread_id):
+        thread_id = cp.thread_id
+        if not _is_text(thread_id):
             raise SerializationError(
-                f"cannot store thread id {cp.thread_id!r}: it is not valid Unicode text (it holds "
+                f"cannot store thread id {thread_id!r}: it is not valid Unicode text (it holds "
                 "a lone surrogate), and DuckDB stores text as UTF-8",
                 path="thread_id",
             )
-        if not isinstance(cp.state, self._schema):
+        current = cp.state
+        if not isinstance(current, self._schema):
             raise CheckpointError(
                 f"this checkpointer stores {self._schema.__qualname__}, "
-                f"got a state of type {type(cp.state).__qualname__}"
+                f"got a state of type {type(current).__qualname__}"
             )
-        conv = self._serde.converter
         state: dict[str, Any] = {}
-        for name, col in self._fields.items():
-            if name in self._growable:
-                continue
-            path = f"state.{name}"
-            try:
-                plain = conv.unstructure(
-                    getattr(cp.state, name), unstructure_as=self._field_types[name]
-                )
-            except Exception as exc:
-                raise SerializationError(f"cannot serialize {path}: {exc}", path=path) from exc
-            state[name] = encode_checked(col, plain, path)
+        for name, fast in self._state_plan:
+            value = getattr(current, name)
+            if fast is not None:
+                try:
+                    state[name] = fast(value)
+                    continue
+                except (TypeError, ValueError):
+                    pass  # encoded again the general way, which names the part that is wrong
+            state[name] = self._encode_field(name, value)
+        step = cp.step
+        writes, pending = cp.writes, cp.pending
         updates: list[dict[str, Any]] = []
-        for pending, writes in ((False, cp.writes), (True, cp.pending)):
-            for position, w in enumerate(writes):
+        for is_pending, ws in ((False, writes), (True, pending)) if pending else ((False, writes),):
+            for position, w in enumerate(ws):
                 for seq, u in enumerate(w.updates):
-                    updates.append(self._update_row(cp, pending, position, w.node, seq, u))
-        failures = [attrs.asdict(f) for f in cp.failures]
+                    updates.append(
+                        self._update_row(thread_id, step, is_pending, position, w.node, seq, u)
+                    )
         if cp.status == "ok":
-            nodes = [w.node for w in cp.writes]
+            nodes = [w.node for w in writes]
         else:
-            nodes = [w.node for w in cp.pending] + [f.node for f in cp.failures]
+            nodes = [w.node for w in pending] + [f.node for f in cp.failures]
+        created = cp.created_at
+        # The usual value, as _encode_datetime encodes it (every UTC datetime is in range).
+        if type(created) is datetime and created.tzinfo is UTC:
+            created_at = created.isoformat()
+        else:
+            created_at = encode_checked(_CREATED_AT, created, "created_at")
+        parent = cp.parent
         fixed = {
-            "thread_id": cp.thread_id,
-            "step": cp.step,
+            "thread_id": thread_id,
+            "step": step,
             "schema_version": self._schema.schema_version,
             "status": cp.status,
             "nodes": nodes,
             "next": list(cp.next),
             "reason": cp.reason,
             "duration": float(cp.duration),
-            "created_at": encode_checked(_CREATED_AT, cp.created_at, "created_at"),
+            "created_at": created_at,
             "state": state,
-            "writes": [_write_row(w) for w in cp.writes],
-            "pending": [_write_row(w) for w in cp.pending],
-            "failures": failures,
+            "writes": [_write_row(w) for w in writes],
+            "pending": [_write_row(w) for w in pending] if pending else [],
+            "failures": [attrs.asdict(f) for f in cp.failures] if cp.failures else [],
             "metadata": to_json(dict(cp.metadata)) if cp.metadata else "{}",
-            "parent_thread_id": None if cp.parent is None else cp.parent.thread_id,
-            "parent_step": None if cp.parent is None else cp.parent.step,
+            "parent_thread_id": None if parent is None else parent.thread_id,
+            "parent_step": None if parent is None else parent.step,
         }
         return _Ticket(cp, fixed, state, updates)
 
+    def _encode_field(self, name: str, value: object, whole: object = None) -> Any:
+        """A state field's value encoded the general way: dumped by the converter, then
+        encoded by its column; a failure names the field, or the part of it that failed.
+
+        Args:
+            name: The field.
+            value: Its value, or for a growable field stored as a delta, the new items.
+            whole: For a delta: the field's whole value, so that a failure names an item by
+                its index in the state's value.
+        """
+        path = f"state.{name}"
+        try:
+            plain = self._serde.converter.unstructure(value, unstructure_as=self._field_types[name])
+        except Exception as exc:
+            raise SerializationError(f"cannot serialize {path}: {exc}", path=path) from exc
+        try:
+            return encode_checked(self._fields[name], plain, path)
+        except SerializationError:
+            if whole is not None:
+                self._encode_field(name, whole)  # fails too, naming the item by its index
+            raise
+
     def _update_row(
-        self, cp: Checkpoint[S], pending: bool, position: int, node: str, seq: int, update: object
+        self,
+        thread_id: str,
+        step: int,
+        pending: bool,
+        position: int,
+        node: str,
+        seq: int,
+        update: object,
     ) -> dict[str, Any]:
+        plan = self._update_plan
+        if plan is not None and type(update) is self._update_type:
+            # What dump_update and the column's encoder make, without the converter: an UNSET
+            # field is a missing key of the plain data, so None in the row, and named in unset.
+            value: dict[str, Any] = {}
+            unset: list[str] = []
+            try:
+                for name, fast in plan:
+                    item = getattr(update, name)
+                    if item is UNSET:
+                        value[name] = None
+                        unset.append(name)
+                    else:
+                        value[name] = fast(item)
+            except (TypeError, ValueError):
+                pass  # encoded again the general way below, which names the part that is wrong
+            else:
+                return {
+                    "thread_id": thread_id,
+                    "step": step,
+                    "pending": pending,
+                    "position": position,
+                    "node": node,
+                    "seq": seq,
+                    "value": value,
+                    "unset": unset,
+                }
         path = f"{'pending' if pending else 'writes'}[{position}].updates[{seq}]"
         plain = self._serde.dump_update(update)
-        unset: list[str] = []
+        unset = []
         if self._update_col.fields is not None and isinstance(plain, dict):
             unset = [n for n in self._update_col.fields if n not in plain]
         return {
-            "thread_id": cp.thread_id,
-            "step": cp.step,
+            "thread_id": thread_id,
+            "step": step,
             "pending": pending,
             "position": position,
             "node": node,
@@ -799,24 +896,34 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         whether in full, and the thread's tail after it."""
         if not self._growable:
             return {}, True, None
-        values = {name: tuple(getattr(cp.state, name)) for name in self._growable}
+        state = cp.state
+        try:
+            values = {name: tuple(getattr(state, name)) for name in self._growable}
+        except TypeError:
+            for name in self._growable:  # the general way fails too, naming the field
+                self._encode_field(name, getattr(state, name))
+            raise
         base = tail is None or tail.step != cp.step - 1 or cp.step % self._snapshot_every == 0
         if not base and tail is not None:
             for name, value in values.items():
                 prev = tail.values[name]
-                if len(value) < len(prev) or value[: len(prev)] != prev:
+                # Exact, as a reducer may replace any item: O(n) in the field's length, but
+                # cheap (identical items compare by identity). A field the step left alone is
+                # the very same tuple.
+                if value is not prev and (len(value) < len(prev) or value[: len(prev)] != prev):
                     base = True
                     break
         out: dict[str, Any] = {}
-        conv = self._serde.converter
-        for name, value in values.items():
+        for name, fast in self._grow_plan:
+            value = values[name]
             part = value if base or tail is None else value[len(tail.values[name]) :]
-            path = f"state.{name}"
-            try:
-                plain = conv.unstructure(part, unstructure_as=self._field_types[name])
-            except Exception as exc:
-                raise SerializationError(f"cannot serialize {path}: {exc}", path=path) from exc
-            out[name] = encode_checked(self._fields[name], plain, path)
+            if fast is not None:
+                try:
+                    out[name] = fast(part)
+                    continue
+                except (TypeError, ValueError):
+                    pass  # encoded again the general way, which names the part that is wrong
+            out[name] = self._encode_field(name, part, None if part is value else value)
         return out, base, _Tail(cp.step, values)
 
     def _look_up(self, batch: list[_Ticket]) -> None:
@@ -1867,15 +1974,58 @@ def _insert_sql(table: str, row_type: str) -> str:
 
 def _lines(rows: list[dict[str, Any]]) -> str:
     """Rows as JSON texts, one per line (JSON text escapes every newline in its strings)."""
-    return "\n".join(map(_ENCODER.encode, rows))
+    return "\n".join(map(_dumps, rows))
 
 
-_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=True)
-"""Made once: ``json.dumps`` with options makes an encoder for every call."""
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=True, check_circular=False)
+"""Made once: ``json.dumps`` with options makes an encoder for every call. It does not look
+for circular references (a few microseconds a row): it encodes rows the column encoders
+built anew, with nothing nested but what those made."""
 
 
-def _dumps(value: object) -> str:
-    return _ENCODER.encode(value)
+def _fast_dumps() -> Callable[[object], str]:
+    """``_ENCODER.encode``, or a faster function that gives the same text.
+
+    ``JSONEncoder.encode`` makes a new encoder object of CPython's C accelerator at every
+    call, which costs about as much as encoding a small row. Here it is made once, with
+    ``_ENCODER``'s options. Its constructor is not a public API: it is used only if it can be
+    made and encodes a probe value exactly as ``_ENCODER`` does.
+    """
+    make: Callable[..., Callable[[object, int], Sequence[str]]] | None = getattr(
+        json.encoder, "c_make_encoder", None
+    )
+    if make is None:
+        return _ENCODER.encode
+    try:
+        encode = make(
+            None,  # no markers: no search for circular references, as in _ENCODER
+            _ENCODER.default,
+            json.encoder.encode_basestring,
+            None,  # no indent
+            _ENCODER.key_separator,
+            _ENCODER.item_separator,
+            False,  # sort_keys
+            False,  # skipkeys
+            True,  # allow_nan
+        )
+
+        def dumps(value: object) -> str:
+            return "".join(encode(value, 0))
+
+        probe = {
+            "a": [1, -2.5, 1e300, float("nan"), float("inf"), float("-inf"), None, True, False],
+            "b": {"c": 'é\n"\\\u2028\x00 ☃', "d": [], "e": {}},
+            "f": [{"g": -0.0, "h": 2**70}],
+        }
+        if dumps(probe) != _ENCODER.encode(probe):
+            return _ENCODER.encode
+    except (TypeError, ValueError):
+        return _ENCODER.encode
+    return dumps
+
+
+_dumps: Final = _fast_dumps()
+"""A value as JSON text, as ``_ENCODER`` encodes it."""
 
 
 def _cast(column: Column) -> str:
@@ -1901,6 +2051,23 @@ def _read(name: str, column: Column) -> str:
 
 def _one(value: object) -> str:
     return _dumps([value])
+
+
+def _fast_encoder(column: Column) -> Callable[[Any], Any]:
+    """The column's encoder, for values the converter dumps as they are (see
+    :meth:`Serde.dumps_as_is`), to skip the converter: a tuple or list goes through it as
+    the converter's list of its items would. Any other value fails, to be encoded again the
+    general way (an iterator could not be read again)."""
+    encode = column.encode
+    if column.item is None:
+        return encode
+
+    def encode_sequence(value: Any) -> Any:
+        if value is None or type(value) is tuple or type(value) is list:
+            return encode(value)
+        raise TypeError(f"{type(value).__qualname__} is not a tuple or list")
+
+    return encode_sequence
 
 
 def _write_row(w: NodeWrite[object]) -> dict[str, Any]:
