@@ -247,6 +247,24 @@ def insert_commit(plan: Plan, directory: Path) -> float:
     return repeated(plan, measure)
 
 
+def step_and_insert(plan: Plan, steps: int, directory: Path) -> tuple[float, float]:
+    """Seconds per step of a ``steps``-step run with default DuckDB durability, and of DuckDB's
+    own committed single-row insert, measured alternately (one of each per repeat), so that
+    the machine's drift (its disk's flush latency moves over minutes) weighs on both alike."""
+    inserts: list[float] = []
+
+    once = attrs.evolve(plan, repeats=1)
+
+    def measure(r: int) -> float:
+        pair = directory / f"pair-{r}"
+        pair.mkdir()
+        inserts.append(insert_commit(once, pair))
+        return step_run(once, "duckdb", steps, pair).seconds
+
+    step = repeated(plan, measure)
+    return step, median(inserts)
+
+
 def concurrent_threads(plan: Plan, directory: Path) -> float:
     """Checkpoints per second of many Python threads running at once on one DuckDB
     checkpointer (default durability)."""
