@@ -1376,7 +1376,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         for step, base, before, row in fetched:
             if row is None:
                 key = _BEFORE_BASE if base else _BEFORE
-                rows.append((step, 0, 0.0, before, None, None, key, None))
+                rows.append((step, 0, 0.0, before, None, None, key))
                 continue
             writes, pending = row["writes"], row["pending"]
             raw = {name: row[name] for name in _SHAPE_COLUMNS}
@@ -1387,7 +1387,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 raw["node"] = raw["goto"] = None
                 node_duration, others = None, {"writes": writes, "pending": pending}
             created_us, duration, state = row["created_us"], row["duration"], row["state"]
-            rows.append((step, created_us, duration, state, node_duration, others, step, None))
+            rows.append((step, created_us, duration, state, node_duration, others, step))
             shapes[step] = _shape(thread_id, raw)
         return rows, shapes
 
@@ -1528,42 +1528,20 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 return built
         rows, shapes = self._rows(thread_id, start, first, last)
         updates = self._updates(thread_id, first, last)
-        schema = self._schema
         decode = self._state_col.decode
-        # Looked up once per read: the happy path calls the converter's hooks (or the state
-        # class) directly, and loads again the slow way only to say what failed (see
-        # _load_slowly).
-        hook = self._serde.converter.get_structure_hook(schema)
-        assemble = self._serde.state_hook(self._growable) if self._growable else None
-        direct, direct_assembled = self._direct
-        grown = [self._grown(name, keep=assemble is not None) for name in self._growable]
+        grown, load = self._state_loader(thread_id)
         parts = [(g, self._fields[g.name].decode) for g in grown]
         out: list[Checkpoint[S]] = []
         add = out.append
         epoch, delta = _EPOCH, timedelta
-        for step, created_us, duration, state, node_duration, others, key, _ in rows:
+        for step, created_us, duration, state, node_duration, others, key in rows:
             make, is_base, node, goto = shapes[key]
             if step < first:  # needed for its growable fields only
                 for g, field_decode in parts:
                     part = state.get(g.name)
                     g.add([] if part is None else field_decode(part), is_base)
                 continue
-            plain = decode(state)
-            for g in grown:
-                g.add(plain.get(g.name) or [], is_base)
-            try:
-                if not grown:
-                    value = schema(**plain) if direct else hook(plain, schema)
-                elif assemble is not None and all(g.value is not None for g in grown):
-                    for g in grown:
-                        plain[g.name] = g.value
-                    value = schema(**plain) if direct_assembled else assemble(plain, schema)
-                else:
-                    for g in grown:
-                        plain[g.name] = list(g.raw)
-                    value = hook(plain, schema)
-            except Exception:  # noqa: BLE001  # loaded again, to name the failing field
-                value = self._load_slowly(thread_id, step, plain, grown)
+            value = load(step, decode(state), is_base)
             if others is None:  # the usual step: one node ran, none is pending
                 ups = updates.get(step, ())
                 writes: tuple[NodeWrite[object], ...] = (
@@ -1690,13 +1668,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                     pass
         names = tuple(self._fields)
         decode = self._state_col.decode
-        # Looked up once per read: the happy path calls the converter's hooks (or the state
-        # class) directly, and loads again the slow way only to say what failed (see
-        # _load_slowly).
-        hook = self._serde.converter.get_structure_hook(schema)
-        assemble = self._serde.state_hook(self._growable) if self._growable else None
-        direct, direct_assembled = self._direct
-        grown = [self._grown(name, keep=assemble is not None) for name in self._growable]
+        grown, load = self._state_loader(thread_id)
         parts = [(g, names.index(g.name), self._fields[g.name].decode) for g in grown]
         out: list[S] = []
         add = out.append
@@ -1706,24 +1678,42 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                     part = values[i]
                     g.add([] if part is None else field_decode(part), base)
                 continue
-            plain = decode(dict(zip(names, values, strict=True)))
+            add(load(step, decode(dict(zip(names, values, strict=True))), base))
+        return out
+
+    def _state_loader(
+        self, thread_id: str
+    ) -> tuple[list[_Grown], Callable[[int, dict[str, Any], bool], S]]:
+        """For one read of a thread, in step order: its growable fields' accumulators, and a
+        function making the state of a step from its decoded fields (and whether its row is a
+        base row), which also adds the step's growable parts to the accumulators.
+
+        The hooks are looked up once per read: the happy path calls the converter's hooks (or
+        the state class) directly, and loads again the slow way only to say what failed (see
+        :meth:`_load_slowly`)."""
+        schema = self._schema
+        hook = self._serde.converter.get_structure_hook(schema)
+        assemble = self._serde.state_hook(self._growable) if self._growable else None
+        direct, direct_assembled = self._direct
+        grown = [self._grown(name, keep=assemble is not None) for name in self._growable]
+
+        def load(step: int, plain: dict[str, Any], is_base: bool) -> S:
             for g in grown:
-                g.add(plain.get(g.name) or [], base)
+                g.add(plain.get(g.name) or [], is_base)
             try:
                 if not grown:
-                    value = schema(**plain) if direct else hook(plain, schema)
-                elif assemble is not None and all(g.value is not None for g in grown):
+                    return schema(**plain) if direct else hook(plain, schema)
+                if assemble is not None and all(g.value is not None for g in grown):
                     for g in grown:
                         plain[g.name] = g.value
-                    value = schema(**plain) if direct_assembled else assemble(plain, schema)
-                else:
-                    for g in grown:
-                        plain[g.name] = list(g.raw)
-                    value = hook(plain, schema)
+                    return schema(**plain) if direct_assembled else assemble(plain, schema)
+                for g in grown:
+                    plain[g.name] = list(g.raw)
+                return hook(plain, schema)  # type: ignore[no-any-return]  # the hook of S makes an S
             except Exception:  # noqa: BLE001  # loaded again, to name the failing field
-                value = self._load_slowly(thread_id, step, plain, grown)
-            add(value)
-        return out
+                return self._load_slowly(thread_id, step, plain, grown)
+
+        return grown, load
 
     @functools.cached_property
     def _many_direct(self) -> bool:
@@ -2126,11 +2116,10 @@ _MANY: Final = 256
 """From how many rows on a read fetches each distinct shape and update once (see ``_rows``
 and ``_updates``)."""
 
-_Row: TypeAlias = tuple[int, int, float, Any, float | None, Any, int, None]
+_Row: TypeAlias = tuple[int, int, float, Any, float | None, Any, int]
 """A checkpoint row as read: step, created_at (microseconds since 1970 UTC), duration, the
 state as stored; the duration of the only write of a usual step (one node ran, none is
-pending) or else ``{"writes": [...], "pending": [...]}``; the key of its shape, and None
-(where a long read's shapes come)."""
+pending) or else ``{"writes": [...], "pending": [...]}``; the key of its shape."""
 
 _ManyRow: TypeAlias = tuple[Any, ...]
 """A row of a long read (see :meth:`DuckDBCheckpointer._many_sql`): step, created_at
