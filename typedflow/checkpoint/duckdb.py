@@ -134,6 +134,10 @@ _FACTORY: Final[type[Any]] = type(attrs.Factory(list))
 _FAILURE = "STRUCT(node VARCHAR, error_type VARCHAR, message VARCHAR)"
 _WRITE = "STRUCT(node VARCHAR, goto VARCHAR[], duration DOUBLE, updates INTEGER)"
 
+_first = operator.itemgetter(0)
+_update_order = operator.itemgetter(0, 1, 2, 3)
+"""Sort keys of fetched rows: by step; updates by step, pending, position and seq."""
+
 
 @contextmanager
 def _mapped(action: str) -> Iterator[None]:
@@ -1368,9 +1372,12 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             f"CASE WHEN step < ? THEN struct_pack({parts or 'x := NULL'}) END, "
             "CASE WHEN step >= ? THEN struct_pack(created_us := epoch_us(created_at), duration, "
             f"state := {_read('state', self._state_col)}, writes, pending, "
-            f"{', '.join(_SHAPE_COLUMNS)}) END {where} ORDER BY step",
+            f"{', '.join(_SHAPE_COLUMNS)}) END {where}",
             [first, first, *params],
         ).fetchall()
+        # Sorted here, not by ORDER BY: DuckDB's sort of rows holding nested values costs
+        # more than the scan (about a tenth of a load at 1,000,000 rows).
+        fetched.sort(key=_first)
         rows: list[_Row] = []
         shapes = {_BEFORE_BASE: _NOT_READ, _BEFORE: _NOT_READ_NOR_BASE}
         for step, base, before, row in fetched:
@@ -1408,15 +1415,15 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 return shared
         out: _Updates = {}
         rows = self._con.execute(
-            f"SELECT step, pending, position, {_read('value', self._update_col)}, "
+            f"SELECT step, pending, position, seq, {_read('value', self._update_col)}, "
             "CASE WHEN len(unset) > 0 THEN unset END "
-            f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ? "
-            "ORDER BY step, pending, position, seq",
+            f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ?",
             [thread_id, first, last],
         ).fetchall()
+        rows.sort(key=_update_order)  # not ORDER BY: see _rows
         load = self._update_loader(thread_id)
         key: int | tuple[int, bool, int] | None = None
-        for step, pending, position, value, unset in rows:
+        for step, pending, position, _, value, unset in rows:
             update = load(value, unset, step, pending, position)
             slot = _slot(step, pending, position)
             # Rows come in order: a key seen just before is a node that returned several.
