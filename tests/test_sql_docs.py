@@ -85,3 +85,9 @@ def test_the_example_report_prints_every_query(
     for title in QUERIES:
         assert f"-- {title}" in out
     assert "draft | builtins.RuntimeError" in out
+
+
+def test_the_example_counts_a_fork_that_fails_and_goes_on(tmp_path: Path) -> None:
+    # Ticket 550 trips the drafting model, in its own run and in the fork of it.
+    counts = asyncio.run(generate(tmp_path / "triage.duckdb", 1, first=550))
+    assert counts == {"completed": 0, "failed": 2, "forked": 1}
