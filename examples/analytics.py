@@ -190,7 +190,8 @@ QUERIES = {
         SELECT node, count(*) AS runs,
                round(1000 * quantile_cont(duration, 0.5), 3) AS p50_ms,
                round(1000 * quantile_cont(duration, 0.99), 3) AS p99_ms
-        FROM triage_writes GROUP BY node ORDER BY node""",
+        FROM triage_writes WHERE node NOT IN ('__resume__', '__fork__')
+        GROUP BY node ORDER BY node""",
     "replies drafted per category": """
         SELECT state.category, round(avg(state.attempts), 2) AS avg_attempts, count(*) AS threads
         FROM triage_states s
