@@ -48,7 +48,7 @@ QUERIES = {
         SELECT node, count(*) AS runs,
                round(1000 * quantile_cont(duration, 0.5), 3) AS p50_ms,
                round(1000 * quantile_cont(duration, 0.9), 3) AS p90_ms
-        FROM agent_state_writes
+        FROM agent_state_writes WHERE node NOT IN ('__resume__', '__fork__')
         GROUP BY node ORDER BY node""",
     "what the human decided, as recorded updates": """
         SELECT thread_id, step, node, value.approved

@@ -774,10 +774,13 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                     updates.append(
                         self._update_row(thread_id, step, is_pending, position, w.node, seq, u)
                     )
-        if cp.status == "ok":
-            nodes = [w.node for w in writes]
-        else:
-            nodes = [w.node for w in pending] + [f.node for f in cp.failures]
+        nodes = [w.node for w in writes]
+        if cp.status != "ok":
+            # A step stopped by interrupt_before/after completed: its nodes are its writes'.
+            # One that a node interrupted or failed keeps the writes of the nodes that
+            # finished in ``pending``; those that failed are in ``failures``.
+            nodes += [w.node for w in pending]
+            nodes += [f.node for f in cp.failures]
         created = cp.created_at
         # The usual value, as _encode_datetime encodes it (every UTC datetime is in range).
         if type(created) is datetime and created.tzinfo is UTC:
