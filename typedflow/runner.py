@@ -67,7 +67,7 @@ __all__ = ["Completed", "Interrupted", "Route", "RunResult", "Runner"]
 
 logger = logging.getLogger(__name__)
 
-Route: TypeAlias = "Callable[[S], str | Sequence[str]]"
+Route: TypeAlias = Callable[[S], str | Sequence[str]]
 """A conditional route: a function of the state after the step that returns the
 next node's name, several names, or ``END``."""
 
@@ -102,7 +102,8 @@ class Interrupted(Generic[S_co]):
     """Why the run stopped: ``before node 'x'``, ``after node 'x'``, or a node's own reason."""
 
 
-RunResult: TypeAlias = "Completed[S] | Interrupted[S]"
+# Real aliases, not strings: users subscript them at run time too (``RunResult[MyState]``).
+RunResult: TypeAlias = Completed[S] | Interrupted[S]
 """What a run returns: narrow it with ``isinstance(result, Interrupted)``."""
 
 
@@ -271,6 +272,11 @@ class Runner(Generic[S]):
     @property
     def schema(self) -> type[S]:
         """The state schema this runner runs."""
+        return self._schema
+
+    @property
+    def _schema_applies(self) -> type[S]:
+        # The schema again, for the self type of resume() and fork(); see HasSchema.
         return self._schema
 
     @property
@@ -482,11 +488,7 @@ class Runner(Generic[S]):
             latest = history.load(thread_id)
             cp: Checkpoint[S]
             if as_thread is not None:
-                # fork() recovers the schema through a protocol; it returns this runner's S.
-                cp = cast(
-                    "Checkpoint[S]",
-                    history.fork(thread_id, origin.step, as_thread, metadata=metadata),
-                )
+                cp = history.fork(thread_id, origin.step, as_thread, metadata=metadata)
             elif origin.step == latest.step:
                 cp = latest
             else:
