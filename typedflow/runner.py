@@ -492,7 +492,15 @@ class Runner(Generic[S]):
             elif origin.step == latest.step:
                 cp = latest
             else:
-                raise ConflictError(thread_id, from_step + 1, latest.step)
+                raise ConflictError(
+                    thread_id,
+                    from_step + 1,
+                    latest.step,
+                    hint=(
+                        f"a thread's history is never rewritten; to continue from step "
+                        f"{from_step!r}, pass as_thread='<new id>' to fork into a new thread id"
+                    ),
+                )
         else:
             if as_thread is not None:
                 raise GraphError("as_thread= goes with from_step=: name the step to fork from")

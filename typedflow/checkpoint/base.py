@@ -393,7 +393,12 @@ class HistoryCheckpointer(Checkpointer[S]):
         except ThreadNotFoundError:
             pass
         else:
-            raise ConflictError(new_thread_id, step, existing.step)
+            raise ConflictError(
+                new_thread_id,
+                step,
+                existing.step,
+                hint="a fork needs a thread id of its own: fork into a new thread id",
+            )
         checkpoint: Checkpoint[Any] = Checkpoint(
             thread_id=new_thread_id,
             step=step,
