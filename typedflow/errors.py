@@ -1,7 +1,9 @@
 """The exceptions typedflow raises.
 
 Every error derives from :class:`TypedflowError` and from the builtin that
-fits it, so ``except LookupError`` and ``except TypedflowError`` both work::
+fits it, so ``except LookupError`` and ``except TypedflowError`` both work
+(an argument of the wrong type or out of range raises the plain builtin
+``TypeError`` or ``ValueError``)::
 
     TypedflowError
     ├── SchemaError (TypeError)           a state or update class typedflow cannot use

@@ -299,6 +299,7 @@ class Runner(Generic[S]):
         Raises:
             ConflictError: ``thread_id`` exists already (resume or fork it instead).
             RunError: a node, the reducer or a route failed, or the step limit was reached.
+            TypeError: ``input`` is not of this runner's schema, or ``thread_id`` is empty.
         """
         core = self._start(input, thread_id, metadata, step_limit, streaming=False)
         return self._finish(self._events(core))
