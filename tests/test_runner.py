@@ -599,6 +599,8 @@ def test_resume_from_an_older_step_needs_a_new_thread(store: InMemoryCheckpointe
         runner.resume("t", from_step=1)
     assert info.value.thread_id == "t"
     assert info.value.latest == 3
+    # The message says what to do: not "another runner", which is not what happened.
+    assert "to continue from step 1, pass as_thread=" in str(info.value)
     assert store.history("t") == before
     assert len(calls) == 3
     assert [t.thread_id for t in store.threads()] == ["t"]
@@ -639,6 +641,7 @@ def test_invoke_with_an_existing_thread_id_conflicts_and_stores_nothing(
     with pytest.raises(ConflictError) as info:
         runner.invoke(Log(lines=("other",)), thread_id="t")
     assert (info.value.thread_id, info.value.step, info.value.latest) == ("t", 0, 3)
+    assert "used by an earlier run, or another runner is writing it" in str(info.value)
     assert store.history("t") == before
     assert len(calls) == 3
 
@@ -652,6 +655,17 @@ def test_stream_with_an_existing_thread_id_conflicts_before_yielding(
     with pytest.raises(ConflictError):
         next(stream)
     assert store.load("t").step == 3
+
+
+def test_fork_into_a_taken_thread_id_says_so(store: InMemoryCheckpointer[Log]) -> None:
+    runner = counting_loop(store, [])
+    runner.invoke(Log(), thread_id="t")
+    runner.invoke(Log(), thread_id="u")
+    with pytest.raises(ConflictError) as info:
+        runner.fork("t", 1, "u")
+    assert (info.value.thread_id, info.value.latest) == ("u", 3)
+    assert "a fork needs a thread id of its own" in str(info.value)
+    assert "another runner" not in str(info.value)
 
 
 def test_fork_through_the_runner_records_the_parent(store: InMemoryCheckpointer[Log]) -> None:

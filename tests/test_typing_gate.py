@@ -16,6 +16,7 @@ import pytest
 from mypy import api as mypy_api
 
 from tests.typing.pass_checkpointer import check_checkpointers
+from tests.typing.pass_generic import acheck_generic, check_generic
 from tests.typing.pass_nodes import check_nodes
 from tests.typing.pass_runner import acheck_runner, check_runner
 from tests.typing.pass_schemas import check_schemas
@@ -112,7 +113,15 @@ def test_every_marked_mistake_is_the_error_it_names(
 
 @pytest.mark.parametrize(
     "check",
-    [check_schemas, check_nodes, check_runner, check_checkpointers, acheck_runner],
+    [
+        check_schemas,
+        check_nodes,
+        check_runner,
+        check_checkpointers,
+        acheck_runner,
+        check_generic,
+        acheck_generic,
+    ],
     ids=lambda f: f.__name__,
 )
 def test_the_typed_examples_run(check: Callable[[], object]) -> None:

@@ -61,10 +61,19 @@ class Applies(Protocol[U_contra, S_co]):
 
 
 class HasSchema(Protocol[U_contra, S_co]):
-    """Anything that exposes its state schema class (a runner or a checkpointer)."""
+    """Anything that exposes its state schema class (a runner or a checkpointer).
+
+    Two members name the same class: ``schema`` gives the state type, ``_schema_applies``
+    its update type. Recovering both from one member would lose the state type in code
+    generic over it (``def f(runner: Runner[S])``): mypy binds the ``Self`` that ``apply``
+    returns to the type variable's bound, ``StateSchema[Any]``, not to ``S``.
+    """
 
     @property
-    def schema(self) -> type[Applies[U_contra, S_co]]: ...
+    def schema(self) -> type[S_co]: ...
+
+    @property
+    def _schema_applies(self) -> type[Applies[U_contra, Any]]: ...
 
 
 class HasState(Protocol[U_contra]):

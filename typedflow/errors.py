@@ -1,7 +1,9 @@
 """The exceptions typedflow raises.
 
 Every error derives from :class:`TypedflowError` and from the builtin that
-fits it, so ``except LookupError`` and ``except TypedflowError`` both work::
+fits it, so ``except LookupError`` and ``except TypedflowError`` both work
+(an argument of the wrong type or out of range raises the plain builtin
+``TypeError`` or ``ValueError``)::
 
     TypedflowError
     ├── SchemaError (TypeError)           a state or update class typedflow cannot use
@@ -161,11 +163,19 @@ class ConflictError(CheckpointError):
     explicitly into a new thread instead.
     """
 
-    def __init__(self, thread_id: str, step: int, latest: int | None) -> None:
+    def __init__(
+        self, thread_id: str, step: int, latest: int | None, *, hint: str | None = None
+    ) -> None:
+        # A backend cannot tell a thread id used before from a runner writing it now; callers
+        # that know which it is (a fork, a resume from a past step) say what to do instead.
+        if hint is None:
+            hint = (
+                "the thread id was used by an earlier run, or another runner is writing it "
+                "now. Resume the thread, run under a new thread id, or fork into a new thread id"
+            )
         super().__init__(
             f"thread {thread_id!r} already has a checkpoint at step {step!r} "
-            f"(its latest step is {latest!r}): another runner is writing this thread. "
-            "Resume from the latest checkpoint, or fork into a new thread id"
+            f"(its latest step is {latest!r}): {hint}"
         )
         self.thread_id = thread_id
         """The thread that was written."""

@@ -56,7 +56,9 @@ class Interrupt:
     """Why the run stopped, shown to whoever resumes it."""
 
 
-NodeOutput: TypeAlias = "U | Sequence[U] | Goto[U] | Interrupt | None"
+# A real alias, not a string: users subscript it at run time too (``NodeOutput[MyUpdate]``
+# in a ``cast``, an ``assert_type`` or an alias of their own).
+NodeOutput: TypeAlias = U | Sequence[U] | Goto[U] | Interrupt | None
 """What a node may return: an update, several, a :class:`Goto`, an :class:`Interrupt`, or None."""
 
 

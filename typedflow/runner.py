@@ -67,7 +67,7 @@ __all__ = ["Completed", "Interrupted", "Route", "RunResult", "Runner"]
 
 logger = logging.getLogger(__name__)
 
-Route: TypeAlias = "Callable[[S], str | Sequence[str]]"
+Route: TypeAlias = Callable[[S], str | Sequence[str]]
 """A conditional route: a function of the state after the step that returns the
 next node's name, several names, or ``END``."""
 
@@ -102,7 +102,8 @@ class Interrupted(Generic[S_co]):
     """Why the run stopped: ``before node 'x'``, ``after node 'x'``, or a node's own reason."""
 
 
-RunResult: TypeAlias = "Completed[S] | Interrupted[S]"
+# Real aliases, not strings: users subscript them at run time too (``RunResult[MyState]``).
+RunResult: TypeAlias = Completed[S] | Interrupted[S]
 """What a run returns: narrow it with ``isinstance(result, Interrupted)``."""
 
 
@@ -274,6 +275,11 @@ class Runner(Generic[S]):
         return self._schema
 
     @property
+    def _schema_applies(self) -> type[S]:
+        # The schema again, for the self type of resume() and fork(); see HasSchema.
+        return self._schema
+
+    @property
     def checkpointer(self) -> Checkpointer[S] | None:
         """Where this runner saves checkpoints, if anywhere."""
         return self._checkpointer
@@ -293,6 +299,7 @@ class Runner(Generic[S]):
         Raises:
             ConflictError: ``thread_id`` exists already (resume or fork it instead).
             RunError: a node, the reducer or a route failed, or the step limit was reached.
+            TypeError: ``input`` is not of this runner's schema, or ``thread_id`` is empty.
         """
         core = self._start(input, thread_id, metadata, step_limit, streaming=False)
         return self._finish(self._events(core))
@@ -482,15 +489,19 @@ class Runner(Generic[S]):
             latest = history.load(thread_id)
             cp: Checkpoint[S]
             if as_thread is not None:
-                # fork() recovers the schema through a protocol; it returns this runner's S.
-                cp = cast(
-                    "Checkpoint[S]",
-                    history.fork(thread_id, origin.step, as_thread, metadata=metadata),
-                )
+                cp = history.fork(thread_id, origin.step, as_thread, metadata=metadata)
             elif origin.step == latest.step:
                 cp = latest
             else:
-                raise ConflictError(thread_id, from_step + 1, latest.step)
+                raise ConflictError(
+                    thread_id,
+                    from_step + 1,
+                    latest.step,
+                    hint=(
+                        f"a thread's history is never rewritten; to continue from step "
+                        f"{from_step!r}, pass as_thread='<new id>' to fork into a new thread id"
+                    ),
+                )
         else:
             if as_thread is not None:
                 raise GraphError("as_thread= goes with from_step=: name the step to fork from")

@@ -4,13 +4,23 @@ Every backend runs the same tests. To check your own backend, subclass
 :class:`CheckpointerContract` in a pytest module and say how to make (and
 reopen) your checkpointer::
 
-    from typedflow.testing import CheckpointerContract
+    from pathlib import Path
+
+    from typedflow import HistoryCheckpointer
+    from typedflow.testing import CheckpointerContract, ContractState
 
     class TestMyBackend(CheckpointerContract):
-        def make_checkpointer(self, schema, tmp_path):
+        def make_checkpointer(
+            self, schema: type[ContractState], tmp_path: Path
+        ) -> HistoryCheckpointer[ContractState]:
             return MyCheckpointer(schema, tmp_path / "store")
 
-        def reopen(self, checkpointer, schema, tmp_path):
+        def reopen(
+            self,
+            checkpointer: HistoryCheckpointer[ContractState],
+            schema: type[ContractState],
+            tmp_path: Path,
+        ) -> HistoryCheckpointer[ContractState]:
             checkpointer.close()
             return MyCheckpointer(schema, tmp_path / "store")
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, cast, final
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeAlias, cast, final
 
 import attrs
 
@@ -79,10 +79,10 @@ MetadataValue: TypeAlias = str | int | float | bool | None
 Metadata: TypeAlias = Mapping[str, MetadataValue]
 """Free-form metadata saved with each checkpoint (run labels, user ids, ...)."""
 
-RESUME_WRITER = "__resume__"
+RESUME_WRITER: Final = "__resume__"
 """The ``node`` of the write that a resume update is recorded under."""
 
-FORK_WRITER = "__fork__"
+FORK_WRITER: Final = "__fork__"
 """The ``node`` of the write that a fork update is recorded under."""
 
 
@@ -245,6 +245,11 @@ class Checkpointer(ABC, Generic[S]):
     def schema(self) -> type[S]:
         """The state schema this checkpointer stores."""
 
+    @property
+    def _schema_applies(self) -> type[S]:
+        # The schema again, for the self type of fork(); see HasSchema.
+        return self.schema
+
     @abstractmethod
     def save(self, checkpoint: Checkpoint[S]) -> None:
         """Store a checkpoint durably (as the backend's durability mode promises).
@@ -388,7 +393,12 @@ class HistoryCheckpointer(Checkpointer[S]):
         except ThreadNotFoundError:
             pass
         else:
-            raise ConflictError(new_thread_id, step, existing.step)
+            raise ConflictError(
+                new_thread_id,
+                step,
+                existing.step,
+                hint="a fork needs a thread id of its own: fork into a new thread id",
+            )
         checkpoint: Checkpoint[Any] = Checkpoint(
             thread_id=new_thread_id,
             step=step,
