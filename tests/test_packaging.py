@@ -107,6 +107,7 @@ def test_the_wheel_holds_the_package_and_its_py_typed_marker(wheel: Path) -> Non
     names = set(zipfile.ZipFile(wheel).namelist())
     dist_info = f"typedflow-{typedflow.__version__}.dist-info/"
     assert "typedflow/py.typed" in names
+    assert f"{dist_info}licenses/LICENSE" in names
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "typedflow").rglob("*.py")}
     assert modules <= names, sorted(modules - names)
     # Nothing else: no tests, benchmarks, examples, stubs or scratch files.
@@ -116,6 +117,8 @@ def test_the_wheel_holds_the_package_and_its_py_typed_marker(wheel: Path) -> Non
     )
     # ``typedflow.__version__`` and the packaging metadata say the same.
     assert metadata["Version"] == typedflow.__version__
+    assert metadata["License-Expression"] == "MIT"
+    assert "Typing :: Typed" in metadata.get_all("Classifier", [])
     assert 'duckdb>=1.1; extra == "duckdb"' in [
         r.replace("'", '"') for r in metadata.get_all("Requires-Dist", [])
     ]

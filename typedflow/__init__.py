@@ -14,6 +14,8 @@ from typedflow.checkpoint.base import (
     Checkpoint,
     Checkpointer,
     HistoryCheckpointer,
+    Metadata,
+    MetadataValue,
     NodeFailure,
     NodeWrite,
     ParentRef,
@@ -42,7 +44,7 @@ from typedflow.errors import (
     UpdateTypeError,
 )
 from typedflow.nodes import END, Goto, Interrupt, Node, NodeOutput
-from typedflow.runner import Completed, Interrupted, Runner, RunResult
+from typedflow.runner import Completed, Interrupted, Route, Runner, RunResult
 from typedflow.schema import UNSET, StateSchema, Unset, field, is_set
 
 __all__ = [
@@ -62,6 +64,8 @@ __all__ = [
     "IncompatibleSchemaError",
     "Interrupt",
     "Interrupted",
+    "Metadata",
+    "MetadataValue",
     "Node",
     "NodeError",
     "NodeFailure",
@@ -71,6 +75,7 @@ __all__ = [
     "NotFoundError",
     "ParentRef",
     "ReducerError",
+    "Route",
     "RoutingError",
     "RunError",
     "RunResult",

@@ -104,6 +104,9 @@ def field(
         default: The field's initial value.
         factory: Makes the initial value, instead of ``default``.
         reducer: ``(current, value) -> new``; :func:`typedflow.reducers.replace` if omitted.
+            The default :meth:`StateSchema.apply` folds updates with it (so does a
+            hand-written ``apply`` that calls ``super().apply(update)``); a hand-written
+            ``apply`` that does not never calls it.
         doc: Documentation kept in the field's metadata.
 
     Raises:

@@ -21,11 +21,11 @@ from typedflow import (
     InMemoryCheckpointer,
     Interrupted,
     NodeOutput,
+    Route,
     Runner,
     RunResult,
     StateSchema,
 )
-from typedflow.runner import Route
 
 S = TypeVar("S", bound=StateSchema[Any])
 """A user's own type variable for "any state schema"."""
