@@ -157,8 +157,8 @@ def _mapped_error(action: str, exc: duckdb.Error | UnicodeError) -> CheckpointEr
         if "lock" in str(exc).lower():
             return StoreLockedError(
                 f"{action}: the database file is in use by another process ({exc}). "
-                "DuckDB lets one process write a file at a time: close it there, "
-                "or use another file"
+                "DuckDB lets one process write a file at a time, and a checkpointer writes "
+                "(it cannot open the file read-only): close it there, or use another file"
             )
         return CheckpointError(f"{action}: {exc}")
     if isinstance(exc, duckdb.ConversionException | duckdb.InvalidInputException):
