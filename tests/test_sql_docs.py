@@ -437,3 +437,17 @@ def test_the_example_counts_a_fork_that_fails_and_goes_on(tmp_path: Path) -> Non
     # Ticket 550 trips the drafting model, in its own run and in the fork of it.
     counts = asyncio.run(generate(tmp_path / "triage.duckdb", 1, first=550))
     assert counts == {"completed": 0, "failed": 2, "forked": 1}
+
+
+def test_the_writes_view_numbers_positions_as_the_updates_table_does(database: Path) -> None:
+    with reading(database) as con:
+        types_ = con.sql(
+            "SELECT table_name, data_type FROM duckdb_columns() WHERE column_name = 'position' "
+            "AND table_name IN ('triage_writes', 'triage_updates') ORDER BY table_name"
+        ).fetchall()
+        unmatched = con.sql(
+            "SELECT count(*) FROM triage_updates u ANTI JOIN triage_writes w "
+            "USING (thread_id, step, position, node) WHERE NOT u.pending"
+        ).fetchall()
+    assert types_ == [("triage_updates", "INTEGER"), ("triage_writes", "INTEGER")]
+    assert unmatched == [(0,)]  # every applied update is found under its write

@@ -615,7 +615,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         )
         self._con.execute(
             f"CREATE OR REPLACE VIEW {quote(t + '_writes')} AS SELECT thread_id, step, status, "
-            "created_at, generate_subscripts(writes, 1) - 1 AS position, "
+            "created_at, (generate_subscripts(writes, 1) - 1)::INTEGER AS position, "
             f"unnest(writes, recursive := true) FROM {self._cp_table}"
         )
 
