@@ -106,7 +106,9 @@ Durability: TypeAlias = Literal["step", "batch"]
   checkpoints, on ``flush()``, on ``close()``, and by the runner whenever a run
   stops (it ends, is interrupted or fails). A crash loses at most the
   checkpoints buffered since the last commit (fewer than ``batch_size``); a
-  step is never stored in part.
+  step is never stored in part. A process that exits without ``close()`` loses
+  them too (a runner's runs commit when they stop; direct ``save()`` calls
+  should end with ``flush()`` or ``close()``).
 """
 
 _MOVE_PAUSE: Final = 0.05
