@@ -451,3 +451,23 @@ def test_the_writes_view_numbers_positions_as_the_updates_table_does(database: P
         ).fetchall()
     assert types_ == [("triage_updates", "INTEGER"), ("triage_writes", "INTEGER")]
     assert unmatched == [(0,)]  # every applied update is found under its write
+
+
+def test_the_states_view_carries_what_comes_next_and_why(database: Path) -> None:
+    with reading(database) as con:
+        columns = [
+            row[0]
+            for row in con.sql(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'triage_states' "
+                "ORDER BY column_index"
+            ).fetchall()
+        ]
+        differing = con.sql(
+            "SELECT count(*) FROM triage_states s JOIN triage_checkpoints c "
+            "USING (thread_id, step) WHERE s.next IS DISTINCT FROM c.next "
+            "OR s.reason IS DISTINCT FROM c.reason OR s.metadata IS DISTINCT FROM c.metadata"
+        ).fetchall()
+        rows = con.sql("SELECT count(*) FROM triage_states WHERE reason IS NOT NULL").fetchall()
+    assert columns[-3:] == ["next", "reason", "metadata"]
+    assert differing == [(0,)]
+    assert rows[0][0] > 0  # the file has interrupted or failed steps, which say why

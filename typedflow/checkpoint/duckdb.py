@@ -613,7 +613,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             state_expr, source, window = "state", self._cp_table, ""
         self._con.execute(
             f"CREATE OR REPLACE VIEW {quote(t + '_states')} AS SELECT thread_id, step, "
-            f"schema_version, status, created_at, {state_expr} AS state FROM {source}{window}"
+            f"schema_version, status, created_at, {state_expr} AS state, next, reason, metadata "
+            f"FROM {source}{window}"
         )
         self._con.execute(
             f"CREATE OR REPLACE VIEW {quote(t + '_writes')} AS SELECT thread_id, step, status, "
