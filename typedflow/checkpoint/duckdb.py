@@ -108,7 +108,9 @@ Durability: TypeAlias = Literal["step", "batch"]
   checkpoints buffered since the last commit (fewer than ``batch_size``); a
   step is never stored in part. A process that exits without ``close()`` loses
   them too (a runner's runs commit when they stop; direct ``save()`` calls
-  should end with ``flush()`` or ``close()``).
+  should end with ``flush()`` or ``close()``). ``asave`` buffers on the event
+  loop and commits a full buffer in a worker thread; saves made while that
+  commit runs wait for it (with ``"step"``, the event loop never waits).
 """
 
 _MOVE_PAUSE: Final = 0.05
