@@ -375,3 +375,40 @@ def test_a_file_in_use_by_a_running_process_is_refused_and_left_intact(tmp_path:
     with DuckDBCheckpointer(Soak, path) as cp:
         check_thread(cp, "busy", goal)
         assert [t.thread_id for t in cp.threads()] == ["busy"]
+
+
+@pytest.mark.parametrize("durability", ["step", "batch"])
+def test_a_task_waiting_to_save_lets_the_event_loop_run(
+    durability: Literal["step", "batch"], tmp_path: Path
+) -> None:
+    # A flush, a read or a move in another thread holds the checkpointer for as long as DuckDB
+    # takes: an asyncio task's save must wait for it without stopping the loop's other tasks.
+    steps = reference("held", 3)
+    path = tmp_path / "held.duckdb"
+    with DuckDBCheckpointer(Soak, path, durability=durability, batch_size=16) as cp:
+        holding, release = threading.Event(), threading.Event()
+        released: list[bool] = []
+
+        def hold() -> None:
+            with cp._lock:  # what a long commit or read holds
+                holding.set()
+                released.append(release.wait(timeout=10))
+
+        async def main() -> None:
+            await cp.asave(steps[0])  # the thread is known from here on
+            holder = threading.Thread(target=hold)
+            holder.start()
+            holding.wait()
+            save = asyncio.create_task(cp.asave(steps[1]))
+            for _ in range(20):  # other tasks run while the save waits
+                await asyncio.sleep(0)
+            assert not save.done()
+            release.set()
+            await save
+            holder.join()
+
+        asyncio.run(main())
+        assert released == [True]  # the loop let the test release the lock
+        assert [signature(c) for c in cp.history("held")] == [signature(c) for c in steps[1::-1]]
+    # close() stops the worker thread that batched durability's asave used.
+    assert not [t for t in threading.enumerate() if t.name.startswith("typedflow soak")]

@@ -23,6 +23,7 @@ value back together); a full copy is stored every ``snapshot_every`` steps.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import json
 import json.encoder
@@ -109,12 +110,19 @@ Durability: TypeAlias = Literal["step", "batch"]
   step is never stored in part. A process that exits without ``close()`` loses
   them too (a runner's runs commit when they stop; direct ``save()`` calls
   should end with ``flush()`` or ``close()``). ``asave`` buffers on the event
-  loop and commits a full buffer in a worker thread; saves made while that
-  commit runs wait for it (with ``"step"``, the event loop never waits).
+  loop without ever blocking it: while another thread holds the checkpointer (a
+  commit, a read) it waits asynchronously, and the save that fills the buffer
+  (which commits it) or that starts a thread (which looks it up) runs in a
+  worker thread of the checkpointer's own.
 """
 
 _MOVE_PAUSE: Final = 0.05
 """Seconds between two moves of the log by the mover thread."""
+
+_POLL_FIRST: Final = 0.0005
+_POLL_MAX: Final = 0.004
+"""How often an ``asave`` under batched durability looks whether the lock is free (seconds,
+doubling): a commit of a full buffer takes a few ms."""
 
 THREADS: Final = "typedflow_threads"
 """The table of threads, shared by every schema stored in one database."""
@@ -321,6 +329,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._mover_con: duckdb.DuckDBPyConnection | None = None
         self._move_wanted = threading.Event()
         self._stopping = threading.Event()
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self._worker_lock = threading.Lock()
         self._plan_columns()
         self._owns = not isinstance(database, duckdb.DuckDBPyConnection)
         with _mapped(f"cannot open the DuckDB database {str(database)!r}"):
@@ -661,17 +671,50 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
     async def asave(self, checkpoint: Checkpoint[S]) -> None:
         if self._durability == "batch":
-            if len(self._buffer) + 1 < self._batch_size:
-                self.save(checkpoint)  # only buffers: no need for a thread
-            else:
-                # The save that fills the buffer commits it, off the event loop.
-                await asyncio.to_thread(self.save, checkpoint)
+            await self._abuffer(checkpoint)
             return
         ticket = self._ticket(checkpoint)
         self._check_open()
         await self._group.asave(ticket)  # committed by the group's writer thread
         if ticket.error is not None:
             raise ticket.error
+
+    async def _abuffer(self, checkpoint: Checkpoint[S]) -> None:
+        """:meth:`asave` under batched durability: buffer on the event loop, never wait there.
+
+        Another thread may hold the lock for as long as DuckDB takes (committing a full
+        buffer, a read, a move of the log): the save then waits by polling for it, and the
+        loop runs other tasks meanwhile. What queries or writes DuckDB runs in a worker
+        thread: the save that fills the buffer (it commits it), and the first save of a
+        thread this checkpointer does not know (it looks the thread up).
+        """
+        delay = _POLL_FIRST
+        while not self._lock.acquire(blocking=False):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+        try:
+            if len(self._buffer) + 1 < self._batch_size and checkpoint.thread_id in self._latest:
+                self.save(checkpoint)  # only buffers (the lock is reentrant)
+                return
+        finally:
+            self._lock.release()
+        await self._in_worker(self.save, checkpoint)
+
+    async def _in_worker(self, call: Callable[[Checkpoint[S]], None], arg: Checkpoint[S]) -> None:
+        """``call(arg)`` in the checkpointer's worker thread, made at first use.
+
+        One thread for every event loop's saves: several, contending for the interpreter
+        lock with the loop that runs the tasks, would each wait for it whenever DuckDB hands
+        back (64 tasks saved 1.1-1.2x as many checkpoints/s as with asyncio's own pool)."""
+        worker = self._worker
+        if worker is None:
+            with self._worker_lock:
+                worker = self._worker
+                if worker is None:
+                    worker = self._worker = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix=f"typedflow {self._table} batch"
+                    )
+        await asyncio.get_running_loop().run_in_executor(worker, call, arg)
 
     def flush(self) -> None:
         if self._durability == "step" and self._group.when_idle():
@@ -701,6 +744,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def close(self) -> None:
         self._group.close()  # every queued save is committed first
         self._stop_mover()
+        if self._worker is not None:
+            self._worker.shutdown()  # the saves handed to it are made (or refused) first
         with self._lock:
             if self._closed:
                 return
