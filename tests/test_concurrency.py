@@ -412,3 +412,40 @@ def test_a_task_waiting_to_save_lets_the_event_loop_run(
         assert [signature(c) for c in cp.history("held")] == [signature(c) for c in steps[1::-1]]
     # close() stops the worker thread that batched durability's asave used.
     assert not [t for t in threading.enumerate() if t.name.startswith("typedflow soak")]
+
+
+def test_tasks_starting_threads_at_once_are_looked_up_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under batched durability, the first asave of a thread the checkpointer does not know
+    # looks it up in the database (off the event loop); those that wait meanwhile share one
+    # lookup, and each still finds what a save on its own would.
+    path = tmp_path / "starts.duckdb"
+    first = {tag: reference(tag, 3)[0] for tag in ("stored", "taken", *"abcdef")}
+    with DuckDBCheckpointer(Soak, path) as earlier:
+        earlier.save(first["stored"])
+    with DuckDBCheckpointer(Soak, path, table="other_soak") as other:
+        other.save(first["taken"])
+    lookups: list[int] = []
+    find = DuckDBCheckpointer._find
+
+    def counted(cp: DuckDBCheckpointer[Soak], unknown: list[str]) -> None:
+        lookups.append(len(unknown))
+        find(cp, unknown)
+
+    monkeypatch.setattr(DuckDBCheckpointer, "_find", counted)
+    with DuckDBCheckpointer(Soak, path, durability="batch", batch_size=64) as cp:
+
+        async def main() -> list[BaseException | None]:
+            saves = (cp.asave(c) for c in first.values())
+            return await asyncio.gather(*saves, return_exceptions=True)
+
+        outcomes = dict(zip(first, asyncio.run(main()), strict=True))
+        assert isinstance(outcomes.pop("stored"), ConflictError)  # stored by an earlier run
+        taken = outcomes.pop("taken")
+        assert isinstance(taken, CheckpointError)
+        assert "already used by schema" in str(taken)
+        assert outcomes == dict.fromkeys("abcdef")
+        assert lookups == [8]  # one lookup for the eight threads
+        for tag in "abcdef":
+            assert signature(cp.load(tag)) == signature(first[tag])

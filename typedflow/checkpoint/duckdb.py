@@ -111,9 +111,9 @@ Durability: TypeAlias = Literal["step", "batch"]
   them too (a runner's runs commit when they stop; direct ``save()`` calls
   should end with ``flush()`` or ``close()``). ``asave`` buffers on the event
   loop without ever blocking it: while another thread holds the checkpointer (a
-  commit, a read) it waits asynchronously, and the save that fills the buffer
-  (which commits it) or that starts a thread (which looks it up) runs in a
-  worker thread of the checkpointer's own.
+  commit, a read) it waits asynchronously; the save that fills the buffer
+  commits it in a worker thread of the checkpointer's own, where the threads
+  that runs start at once are also looked up, together.
 """
 
 _MOVE_PAUSE: Final = 0.05
@@ -330,7 +330,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._move_wanted = threading.Event()
         self._stopping = threading.Event()
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None
-        self._worker_lock = threading.Lock()
+        self._worker_lock = threading.RLock()
+        """Guards the worker and the lookups below."""
+        self._to_look_up: set[str] = set()
+        """Threads whose first ``asave`` waits for them to be looked up (batched durability)."""
+        self._look_up_job: concurrent.futures.Future[None] | None = None
         self._plan_columns()
         self._owns = not isinstance(database, duckdb.DuckDBPyConnection)
         with _mapped(f"cannot open the DuckDB database {str(database)!r}"):
@@ -361,7 +365,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._latest = self._shared.latest
         self._tails = self._shared.tails
         self._absent: set[str] = set()
-        """Threads of the batch being committed that are not stored (see :meth:`_look_up`)."""
+        """Threads looked up and not stored: of the batch being committed (see
+        :meth:`_look_up`), or, under batched durability, whose first ``asave`` comes."""
         self._others: dict[str, str] = {}
         """Of those, the ones another schema uses, with its name."""
         self._closed = False
@@ -685,36 +690,61 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         Another thread may hold the lock for as long as DuckDB takes (committing a full
         buffer, a read, a move of the log): the save then waits by polling for it, and the
         loop runs other tasks meanwhile. What queries or writes DuckDB runs in a worker
-        thread: the save that fills the buffer (it commits it), and the first save of a
-        thread this checkpointer does not know (it looks the thread up).
+        thread: the save that fills the buffer (it commits it), and the lookup of a thread
+        this checkpointer does not know, at its first save (see :meth:`_alook_up`).
         """
+        tid = checkpoint.thread_id
+        if tid not in self._latest and tid not in self._absent and _is_text(tid):
+            await self._alook_up(tid)
         delay = _POLL_FIRST
         while not self._lock.acquire(blocking=False):
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
         try:
-            if len(self._buffer) + 1 < self._batch_size and checkpoint.thread_id in self._latest:
+            known = tid in self._latest or tid in self._absent
+            if known and len(self._buffer) + 1 < self._batch_size:
                 self.save(checkpoint)  # only buffers (the lock is reentrant)
                 return
         finally:
             self._lock.release()
-        await self._in_worker(self.save, checkpoint)
+        await asyncio.wrap_future(self._in_worker(self.save, checkpoint))
 
-    async def _in_worker(self, call: Callable[[Checkpoint[S]], None], arg: Checkpoint[S]) -> None:
-        """``call(arg)`` in the checkpointer's worker thread, made at first use.
+    async def _alook_up(self, thread_id: str) -> None:
+        """Look a thread up in the worker thread, with every other thread whose first save
+        waits meanwhile (many runs starting at once cost one query, not one each)."""
+        while thread_id not in self._latest and thread_id not in self._absent:
+            with self._worker_lock:
+                self._to_look_up.add(thread_id)
+                job = self._look_up_job
+            if job is None or job.done():
+                await asyncio.sleep(0)  # the other tasks ready to run add their threads
+                with self._worker_lock:
+                    job = self._look_up_job
+                    if job is None or job.done():
+                        job = self._look_up_job = self._in_worker(self._look_up_waiting)
+            await asyncio.wrap_future(job)
+
+    def _look_up_waiting(self) -> None:
+        with self._lock, _mapped("cannot save checkpoints"):
+            self._check_open()
+            with self._worker_lock:
+                waiting, self._to_look_up = self._to_look_up, set()
+            unknown = [t for t in waiting if t not in self._latest and t not in self._absent]
+            if unknown:
+                self._find(unknown)
+
+    def _in_worker(self, call: Callable[..., None], *args: Any) -> concurrent.futures.Future[None]:
+        """``call(*args)`` in the checkpointer's worker thread, made at first use.
 
         One thread for every event loop's saves: several, contending for the interpreter
         lock with the loop that runs the tasks, would each wait for it whenever DuckDB hands
         back (64 tasks saved 1.1-1.2x as many checkpoints/s as with asyncio's own pool)."""
-        worker = self._worker
-        if worker is None:
-            with self._worker_lock:
-                worker = self._worker
-                if worker is None:
-                    worker = self._worker = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=1, thread_name_prefix=f"typedflow {self._table} batch"
-                    )
-        await asyncio.get_running_loop().run_in_executor(worker, call, arg)
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix=f"typedflow {self._table} batch"
+                )
+            return self._worker.submit(call, *args)
 
     def flush(self) -> None:
         if self._durability == "step" and self._group.when_idle():
@@ -991,8 +1021,12 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         )
         self._absent.clear()
         self._others.clear()
-        if len(unknown) < 2:
-            return
+        if len(unknown) >= 2:
+            self._find(unknown)
+
+    def _find(self, unknown: list[str]) -> None:
+        """Look threads up: their latest steps, or else (in ``_absent``) that they are new,
+        and (in ``_others``) which of those another schema uses. Holds the lock."""
         found = self._con.execute(
             f"SELECT thread_id, max(step) FROM (SELECT thread_id, step FROM {self._cp_table} "
             f"UNION ALL SELECT thread_id, step FROM {self._log_table}) "
@@ -1013,7 +1047,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         """Check a checkpoint against its thread and finish its rows (deltas need the order)."""
         cp = ticket.checkpoint
         tid = cp.thread_id
-        new = tid in self._absent
+        # Not new if another checkpointer of the table stored it since it was looked up.
+        new = tid in self._absent and tid not in self._latest
         latest = None if new else self._latest_step(tid)
         if latest is None:
             other = self._others.get(tid) if new else self._other_schema(tid)
