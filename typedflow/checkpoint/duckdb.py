@@ -760,7 +760,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 return
         elif not self._buffer:
             return
-        await asyncio.to_thread(self.flush)
+        await asyncio.wrap_future(self._in_worker(self.flush))
 
     def _flush_locked(self) -> None:
         if not self._buffer:
