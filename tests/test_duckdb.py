@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import duckdb
@@ -1024,3 +1024,24 @@ def test_close_commits_the_saves_queued_before_it(tmp_path: Path) -> None:
     with DuckDBCheckpointer(Chat, path) as reopened:
         for c in checkpoints:
             assert reopened.load(c.thread_id) == c
+
+
+@pytest.mark.parametrize("durability", ["step", "batch"])
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_every_save_after_close_is_refused_as_closed(
+    durability: Literal["step", "batch"], batch_size: int, tmp_path: Path
+) -> None:
+    # Whatever way a save would take (buffered on the event loop, handed to a worker thread
+    # to commit a full buffer or to look a new thread up), a closed checkpointer refuses it.
+    cp = DuckDBCheckpointer(
+        Chat, tmp_path / "c.duckdb", durability=durability, batch_size=batch_size
+    )
+    asyncio.run(cp.asave(chat_checkpoint("known", 0)))
+    cp.close()
+    for thread_id in ("known", "new"):
+        step = 1 if thread_id == "known" else 0
+        with pytest.raises(CheckpointError, match="closed"):
+            cp.save(chat_checkpoint(thread_id, step))
+        with pytest.raises(CheckpointError, match="closed"):
+            asyncio.run(cp.asave(chat_checkpoint(thread_id, step)))
+    assert not [t for t in threading.enumerate() if t.name.startswith("typedflow chat")]

@@ -330,6 +330,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._move_wanted = threading.Event()
         self._stopping = threading.Event()
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self._worker_closed = False
         self._worker_lock = threading.RLock()
         """Guards the worker and the lookups below."""
         self._to_look_up: set[str] = set()
@@ -740,6 +741,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         lock with the loop that runs the tasks, would each wait for it whenever DuckDB hands
         back (64 tasks saved 1.1-1.2x as many checkpoints/s as with asyncio's own pool)."""
         with self._worker_lock:
+            if self._worker_closed:
+                raise CheckpointError("this DuckDBCheckpointer is closed")
             if self._worker is None:
                 self._worker = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix=f"typedflow {self._table} batch"
@@ -774,8 +777,10 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def close(self) -> None:
         self._group.close()  # every queued save is committed first
         self._stop_mover()
-        if self._worker is not None:
-            self._worker.shutdown()  # the saves handed to it are made (or refused) first
+        with self._worker_lock:
+            worker, self._worker, self._worker_closed = self._worker, None, True
+        if worker is not None:
+            worker.shutdown()  # the saves handed to it are made (or refused) first
         with self._lock:
             if self._closed:
                 return
