@@ -925,38 +925,14 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         seq: int,
         update: object,
     ) -> dict[str, Any]:
-        plan = self._update_plan
-        if plan is not None and type(update) is self._update_type:
-            # What dump_update and the column's encoder make, without the converter: an UNSET
-            # field is a missing key of the plain data, so None in the row, and named in unset.
-            value: dict[str, Any] = {}
-            unset: list[str] = []
-            try:
-                for name, fast in plan:
-                    item = getattr(update, name)
-                    if item is UNSET:
-                        value[name] = None
-                        unset.append(name)
-                    else:
-                        value[name] = fast(item)
-            except (TypeError, ValueError):
-                pass  # encoded again the general way below, which names the part that is wrong
-            else:
-                return {
-                    "thread_id": thread_id,
-                    "step": step,
-                    "pending": pending,
-                    "position": position,
-                    "node": node,
-                    "seq": seq,
-                    "value": value,
-                    "unset": unset,
-                }
-        path = f"{'pending' if pending else 'writes'}[{position}].updates[{seq}]"
-        plain = self._serde.dump_update(update)
-        unset = []
-        if self._update_col.fields is not None and isinstance(plain, dict):
-            unset = [n for n in self._update_col.fields if n not in plain]
+        encoded = self._encode_update_fast(update)
+        if encoded is None:
+            path = f"{'pending' if pending else 'writes'}[{position}].updates[{seq}]"
+            plain = self._serde.dump_update(update)
+            unset = []
+            if self._update_col.fields is not None and isinstance(plain, dict):
+                unset = [n for n in self._update_col.fields if n not in plain]
+            encoded = encode_checked(self._update_col, plain, path), unset
         return {
             "thread_id": thread_id,
             "step": step,
@@ -964,9 +940,31 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             "position": position,
             "node": node,
             "seq": seq,
-            "value": encode_checked(self._update_col, plain, path),
-            "unset": unset,
+            "value": encoded[0],
+            "unset": encoded[1],
         }
+
+    def _encode_update_fast(self, update: object) -> tuple[dict[str, Any], list[str]] | None:
+        """What dump_update and the column's encoder make of ``update`` (its value and unset
+        fields), without the converter; None when that way does not apply or fails (the
+        general way then names the part that is wrong). An UNSET field is a missing key of the
+        plain data, so None in the row, and named in unset."""
+        plan = self._update_plan
+        if plan is None or type(update) is not self._update_type:
+            return None
+        value: dict[str, Any] = {}
+        unset: list[str] = []
+        try:
+            for name, fast in plan:
+                item = getattr(update, name)
+                if item is UNSET:
+                    value[name] = None
+                    unset.append(name)
+                else:
+                    value[name] = fast(item)
+        except (TypeError, ValueError):
+            return None
+        return value, unset
 
     def _latest_step(self, thread_id: str) -> int | None:
         step = self._latest.get(thread_id)
