@@ -199,7 +199,8 @@ QUERIES = {
           USING (thread_id, step)
         GROUP BY ALL ORDER BY threads DESC""",
     "what failed, and where": """
-        SELECT f.node, f.error_type, count(*) AS failures
+        SELECT f.node, f.error_type, count(*) AS failures,
+               round(1000 * avg(f.duration), 3) AS avg_ms_before_failing
         FROM triage_checkpoints, unnest(failures) AS u(f)
         GROUP BY ALL ORDER BY failures DESC""",
     "forks and their origins": """

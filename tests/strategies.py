@@ -236,7 +236,12 @@ def node_writes(draw: DrawFn) -> NodeWrite[EverythingUpdate]:
 @composite
 def node_failures(draw: DrawFn) -> NodeFailure:
     """A failure record with any message text."""
-    return NodeFailure(node=draw(names), error_type=draw(st.text()), message=draw(st.text()))
+    return NodeFailure(
+        node=draw(names),
+        error_type=draw(st.text()),
+        message=draw(st.text()),
+        duration=draw(st.none() | durations),
+    )
 
 
 @composite

@@ -18,6 +18,7 @@ from typedflow import (
     END,
     UNSET,
     Checkpoint,
+    CheckpointError,
     IncompatibleSchemaError,
     NodeWrite,
     Runner,
@@ -402,6 +403,30 @@ def test_an_incompatible_schema_is_refused_and_changes_nothing(
     assert dump(path) == before
     with DuckDBCheckpointer(DocV1, path) as cp:
         assert list(reversed(cp.history("t1"))) == old
+
+
+@pytest.mark.parametrize("table", ["doc_checkpoints", "doc_updates"])
+def test_an_index_made_by_hand_stops_the_evolution_with_advice_and_changes_nothing(
+    v1_file: tuple[Path, list[Checkpoint[DocV1]]], table: str
+) -> None:
+    """DuckDB alters no table that an index depends on: the error says which index stands in
+    the way and what to do, and nothing changes."""
+    path, old = v1_file
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"CREATE INDEX by_thread ON {table}(thread_id)")
+    before = dump(path)
+    with pytest.raises(CheckpointError) as info:
+        DuckDBCheckpointer(DocV2, path)
+    message = str(info.value)
+    assert f"table {table!r}" in message
+    assert "'by_thread'" in message
+    assert "DROP INDEX" in message
+    assert dump(path) == before
+    # Done as the error says, the file evolves.
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP INDEX by_thread")
+    with DuckDBCheckpointer(DocV2, path) as cp:
+        assert cp.load("t1").state.n == old[-1].state.n
 
 
 def test_another_schema_on_the_same_tables_is_refused(

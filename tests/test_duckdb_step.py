@@ -304,3 +304,57 @@ def test_the_mover_waits_for_a_full_batch_after_a_move(
         cp.close()
     with DuckDBCheckpointer(ContractState, tmp_path / "mover.duckdb") as cp:
         assert [c.step for c in reversed(cp.history("t"))] == list(range(batch + 5))
+
+
+# ----- files made before failures had durations ---------------------------------------------------
+
+OLD_FAILURES_CRASH = """
+import os, sys
+import typedflow.checkpoint.duckdb as module
+from typedflow import NodeFailure
+from typedflow.checkpoint.duckdb import DuckDBCheckpointer
+from typedflow.testing import ContractState, make_checkpoint
+
+# The layout as earlier versions made it: failures without a duration, and no word of them in
+# the stored layout.
+module._FAILURE = "STRUCT(node VARCHAR, error_type VARCHAR, message VARCHAR)"
+layout = DuckDBCheckpointer._layout
+DuckDBCheckpointer._layout = lambda self: {
+    k: v for k, v in layout(self).items() if k != "failures"
+}
+module._failure_row = lambda f: {"node": f.node, "error_type": f.error_type, "message": f.message}
+old = NodeFailure(node="a", error_type="builtins.ValueError", message="old")
+cp = DuckDBCheckpointer(ContractState, sys.argv[1], batch_size=1000)
+cp.save(make_checkpoint("t", 0))
+cp.save(make_checkpoint("t", 1, status="error", failures=(old,)))
+cp.flush()  # moved into the typed tables
+cp.save(make_checkpoint("u", 0, status="error", failures=(old,)))
+os._exit(0)  # a crash: that row stays in the log, written as the old layout
+"""
+
+
+def test_a_file_made_before_failures_had_durations_opens_and_works(tmp_path: Path) -> None:
+    from typedflow import NodeFailure
+
+    path = tmp_path / "old-failures.duckdb"
+    subprocess.run([sys.executable, "-c", OLD_FAILURES_CRASH, str(path)], check=True, timeout=120)
+    old = NodeFailure(node="a", error_type="builtins.ValueError", message="old")
+    new = NodeFailure(node="b", error_type="builtins.KeyError", message="new", duration=0.25)
+    with DuckDBCheckpointer(ContractState, path, batch_size=1000) as cp:
+        assert log_rows(cp.connection) == []  # moved at open, as written
+        # The old rows load, their failures without a duration (None).
+        assert cp.load_at("t", 1) == make_checkpoint("t", 1, status="error", failures=(old,))
+        assert cp.load("u") == make_checkpoint("u", 0, status="error", failures=(old,))
+        cp.save(make_checkpoint("t", 2, status="error", failures=(new,)))
+    with DuckDBCheckpointer(ContractState, path) as cp:
+        assert cp.load("t").failures == (new,)
+        rows = cp.connection.execute(
+            "SELECT thread_id, step, f.node, f.duration FROM contract_state_checkpoints, "
+            "unnest(failures) AS u(f) ORDER BY ALL"
+        ).fetchall()
+        assert rows == [("t", 1, "a", None), ("t", 2, "b", 0.25), ("u", 0, "a", None)]
+        expected = [
+            make_checkpoint("t", 0),
+            make_checkpoint("t", 1, status="error", failures=(old,)),
+        ]
+        assert list(reversed(cp.history("t")))[:2] == expected

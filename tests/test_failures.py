@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import cast
 
 import attrs
@@ -133,8 +134,13 @@ def test_a_node_that_raises(store: InMemoryCheckpointer[Log]) -> None:
     assert failed.next == good.next == ("ok", "flaky")
     assert failed.writes == ()
     assert [(w.node, w.updates) for w in failed.pending] == [("ok", (Note("ok@1"),))]
-    assert failed.failures == (
-        NodeFailure(node="flaky", error_type="builtins.ValueError", message="disk on fire"),
+    (failure,) = failed.failures
+    assert failure.duration is not None
+    assert failure == NodeFailure(
+        node="flaky",
+        error_type="builtins.ValueError",
+        message="disk on fire",
+        duration=failure.duration,
     )
     assert failed.reason is not None
     assert "disk on fire" in failed.reason
@@ -198,6 +204,86 @@ def test_an_async_node_that_raises_under_sync_invoke(store: InMemoryCheckpointer
     assert isinstance(info.value.__cause__, OSError)
     assert not isinstance(info.value, NodeTimeoutError)
     assert store.load("t").failures[0].error_type == "builtins.OSError"
+
+
+# ----- how long a failed node ran ----------------------------------------------------------
+
+
+def test_a_failure_says_how_long_the_node_ran(store: InMemoryCheckpointer[Log]) -> None:
+    @Log.node
+    def slow_then_fails(state: Log) -> Note:
+        time.sleep(0.05)
+        raise ValueError("late")
+
+    @Log.node
+    async def slow_then_fails_async(state: Log) -> Note:
+        await asyncio.sleep(0.05)
+        raise ValueError("late too")
+
+    @Log.node
+    def slow_then_sloppy(state: Log) -> Note:
+        time.sleep(0.05)
+        return cast("Note", 42)  # cast: untyped code returning the wrong type
+
+    runner = Runner(
+        Log,
+        nodes=[slow_then_fails, slow_then_fails_async, slow_then_sloppy],
+        entry=["slow_then_fails", "slow_then_fails_async", "slow_then_sloppy"],
+        checkpointer=store,
+    )
+    with pytest.raises(NodeError):
+        asyncio.run(runner.ainvoke(Log(), thread_id="t"))
+    failures = store.load("t").failures
+    assert [f.node for f in failures] == [
+        "slow_then_fails",
+        "slow_then_fails_async",
+        "slow_then_sloppy",
+    ]
+    for f in failures:
+        # asyncio may wake a sleeper up to its clock's resolution early
+        assert f.duration is not None
+        assert f.duration >= 0.045, f
+
+
+def test_a_timed_out_node_ran_as_long_as_the_timeout(store: InMemoryCheckpointer[Log]) -> None:
+    @Log.node
+    async def stuck(state: Log) -> Note:
+        await asyncio.Event().wait()
+        return Note("unreachable")
+
+    runner = Runner(Log, nodes=[stuck], entry="stuck", checkpointer=store, node_timeout=0.05)
+    with pytest.raises(NodeTimeoutError):
+        asyncio.run(runner.ainvoke(Log(), thread_id="t"))
+    (failure,) = store.load("t").failures
+    assert failure.duration is not None
+    assert failure.duration >= 0.045
+
+
+def test_a_failure_of_the_reducer_or_a_route_has_no_node_duration(
+    store: InMemoryCheckpointer[Log],
+) -> None:
+    @Log.node
+    def poison(state: Log) -> Note:
+        return Note("poison")
+
+    def nowhere(state: Log) -> str:
+        raise LookupError("no idea where to go")
+
+    reducer = Runner(Log, nodes=[poison], entry="poison", checkpointer=store)
+    with pytest.raises(ReducerError):
+        reducer.invoke(Log(), thread_id="reducer")
+    route = Runner(
+        Log,
+        nodes=[recorder("a", []), recorder("b", [])],
+        entry="a",
+        routes={"a": nowhere},
+        checkpointer=store,
+    )
+    with pytest.raises(RoutingError):
+        route.invoke(Log(), thread_id="route")
+    for tid in ("reducer", "route"):
+        (failure,) = store.load(tid).failures
+        assert failure.duration is None
 
 
 # ----- a node that returns the wrong type --------------------------------------------------

@@ -210,6 +210,22 @@ def test_answers_match_what_typedflow_loads(database: Path) -> None:
         assert busy == pytest.approx(loaded_spans[tid][2])
 
 
+def test_the_failed_threads_query_says_how_long_the_node_ran(database: Path) -> None:
+    with reading(database) as con:
+        rows = con.sql(documented("SELECT c.thread_id, c.step, f.node")).fetchall()
+    assert rows
+    with DuckDBCheckpointer(Triage, database) as cp:
+        for tid, step, node, error_type, message, ran_ms in rows:
+            (failure,) = cp.load_at(tid, step).failures
+            assert (failure.node, failure.error_type, failure.message) == (
+                node,
+                error_type,
+                message,
+            )
+            assert failure.duration is not None  # the node raised: it was timed
+            assert ran_ms == round(1000 * failure.duration, 3)
+
+
 def test_the_documented_node_counts_leave_out_resume_and_fork_writes(database: Path) -> None:
     with reading(database) as con:
         nodes = {row[0] for row in con.sql(documented("SELECT node, count(*) AS runs")).fetchall()}

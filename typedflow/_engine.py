@@ -22,11 +22,15 @@ Result: TypeAlias = "NodeWrite[object] | Outcome"
 """What one node activation came to: its write, or why it made none."""
 
 
-def failure_of(node: str, exc: BaseException) -> NodeFailure:
-    """Describe an exception for a checkpoint's ``failures``."""
+def failure_of(node: str, exc: BaseException, duration: float | None = None) -> NodeFailure:
+    """Describe an exception for a checkpoint's ``failures``; ``duration``: how long the node
+    ran until it failed (None for a failure of the reducer or a route)."""
     cls = type(exc)
     return NodeFailure(
-        node=node, error_type=f"{cls.__module__}.{cls.__qualname__}", message=str(exc)
+        node=node,
+        error_type=f"{cls.__module__}.{cls.__qualname__}",
+        message=str(exc),
+        duration=duration,
     )
 
 
@@ -42,8 +46,10 @@ class Outcome:
     failure: NodeFailure | None = None
 
 
-def node_failed(node: str, exc: Exception, *, thread_id: str, step: int) -> Outcome:
-    """The outcome of a node that raised."""
+def node_failed(
+    node: str, exc: Exception, duration: float, *, thread_id: str, step: int
+) -> Outcome:
+    """The outcome of a node that raised after running ``duration`` seconds."""
     err = NodeError(
         f"node {node!r} raised {type(exc).__name__}: {exc} (thread {thread_id!r}, step {step}); "
         f"the checkpoint of step {step - 1} is intact and the updates of the other nodes of "
@@ -53,7 +59,7 @@ def node_failed(node: str, exc: Exception, *, thread_id: str, step: int) -> Outc
         node=node,
     )
     err.__cause__ = exc
-    return Outcome(node, error=err, failure=failure_of(node, exc))
+    return Outcome(node, error=err, failure=failure_of(node, exc, duration))
 
 
 def outcome_of(
@@ -86,7 +92,7 @@ def outcome_of(
                 step=step,
                 node=node,
             )
-            return Outcome(node, error=exc, failure=failure_of(node, exc))
+            return Outcome(node, error=exc, failure=failure_of(node, exc, duration))
     return NodeWrite(node=node, updates=tuple(items), goto=goto, duration=duration)
 
 

@@ -785,7 +785,8 @@ class Runner(Generic[S]):
         try:
             value = self._nodes[name].fn(request.state)
         except Exception as exc:  # noqa: BLE001  # any failure of user code is the node's failure
-            return node_failed(name, exc, thread_id=request.thread_id, step=request.step)
+            ran = _clock.perf_counter() - t0
+            return node_failed(name, exc, ran, thread_id=request.thread_id, step=request.step)
         return outcome_of(
             name,
             value,
@@ -821,10 +822,11 @@ class Runner(Generic[S]):
                         async with deadline:
                             value = await aw
                 except TimeoutError as exc:
+                    ran = _clock.perf_counter() - t0
                     if deadline is None or not deadline.expired():
                         # The node raised TimeoutError itself: an ordinary node failure.
                         tid, step = request.thread_id, request.step
-                        return node_failed(name, exc, thread_id=tid, step=step)
+                        return node_failed(name, exc, ran, thread_id=tid, step=step)
                     err = NodeTimeoutError(
                         f"node {name!r} ran longer than node_timeout={self._node_timeout}s "
                         f"(thread {request.thread_id!r}, step {request.step}); the checkpoint "
@@ -834,14 +836,18 @@ class Runner(Generic[S]):
                         node=name,
                     )
                     err.__cause__ = exc
-                    return Outcome(name, error=err, failure=failure_of(name, err))
+                    return Outcome(name, error=err, failure=failure_of(name, err, ran))
                 except asyncio.CancelledError as exc:
                     task = asyncio.current_task()
                     if task is not None and task.cancelling():
                         raise  # the run itself is being cancelled: let it stop
-                    return node_failed(name, exc, thread_id=request.thread_id, step=request.step)  # type: ignore[arg-type]  # CancelledError raised inside the node is its failure
+                    ran = _clock.perf_counter() - t0
+                    tid, step = request.thread_id, request.step
+                    return node_failed(name, exc, ran, thread_id=tid, step=step)  # type: ignore[arg-type]  # CancelledError raised inside the node is its failure
                 except Exception as exc:  # noqa: BLE001  # see _run_sync
-                    return node_failed(name, exc, thread_id=request.thread_id, step=request.step)
+                    ran = _clock.perf_counter() - t0
+                    tid, step = request.thread_id, request.step
+                    return node_failed(name, exc, ran, thread_id=tid, step=step)
                 return outcome_of(
                     name,
                     value,

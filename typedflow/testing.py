@@ -187,7 +187,12 @@ class CheckpointerContract(ABC):
                 ),
             ),
             failures=(
-                NodeFailure(node="c", error_type="builtins.ValueError", message="bad 'input'"),
+                NodeFailure(
+                    node="c",
+                    error_type="builtins.ValueError",
+                    message="bad 'input'",
+                    duration=0.125,
+                ),
             ),
             reason="node 'c' failed",
         )

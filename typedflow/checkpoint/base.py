@@ -152,6 +152,10 @@ class NodeFailure:
     """The qualified name of the exception class, such as ``builtins.ValueError``."""
     message: str
     """The exception's message."""
+    duration: float | None = None
+    """How long the node ran until it raised (or timed out, or returned a value that is not
+    an update), in seconds; None when the failure is the reducer's or a route's, which run
+    after the node, and in checkpoints stored before failures had durations."""
 
 
 @attrs.frozen(kw_only=True)

@@ -143,7 +143,7 @@ _CREATED_AT: Final = column_for(datetime)
 _FACTORY: Final[type[Any]] = type(attrs.Factory(list))
 """The class of ``attrs.Factory(...)`` (typed as the value it makes in attrs' stubs)."""
 
-_FAILURE = "STRUCT(node VARCHAR, error_type VARCHAR, message VARCHAR)"
+_FAILURE = "STRUCT(node VARCHAR, error_type VARCHAR, message VARCHAR, duration DOUBLE)"
 _WRITE = "STRUCT(node VARCHAR, goto VARCHAR[], duration DOUBLE, updates INTEGER)"
 
 _first = operator.itemgetter(0)
@@ -453,6 +453,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             if update_fields is not None
             else self._update_col.sql,
             "log": self._log_type(),
+            "failures": _FAILURE,
         }
 
     def _create_or_check(self) -> None:
@@ -497,6 +498,10 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                         # move into the typed tables, as the layout they were written with.
                         self._move_log(stored["log"])
                     self._evolve(row[0], stored, layout)
+                    if "failures" not in stored:
+                        # Made before failures had durations: the field is added, NULL (None)
+                        # in the rows stored so far; no row is rewritten.
+                        self._add_column("checkpoints", "failures.element.duration DOUBLE")
                 self._create_views()
                 con.execute("COMMIT")
             except BaseException:
@@ -531,8 +536,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 field="",
             )
         for part, column, table in (
-            ("state", "state", self._cp_table),
-            ("update", "value", self._up_table),
+            ("state", "state", "checkpoints"),
+            ("update", "value", "updates"),
         ):
             old, new = stored[part], layout[part]
             if isinstance(old, str) or isinstance(new, str):
@@ -568,17 +573,42 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                         "checkpoints cannot be loaded: give it a default",
                         field=f"state.{field}",
                     )
-                self._con.execute(f"ALTER TABLE {table} ADD COLUMN {column}.{quote(field)} {sql}")
+                self._add_column(table, f"{column}.{quote(field)} {sql}")
                 ufields = self._update_col.fields
                 if part == "state":
                     self._fill_default(field)
                 elif ufields is not None and ufields[field].nullable:
                     # The older rows left the field UNSET, but a NULL would load as None.
-                    self._con.execute(f"UPDATE {table} SET unset = list_append(unset, ?)", [field])
+                    self._con.execute(
+                        f"UPDATE {self._up_table} SET unset = list_append(unset, ?)", [field]
+                    )
         self._con.execute(
             f"UPDATE {TABLES} SET layout = ? WHERE table_name = ?",
             [json.dumps(layout), self._table],
         )
+
+    def _add_column(self, kind: str, column: str) -> None:
+        """``ALTER TABLE <table>_<kind> ADD COLUMN <column>``, in the open transaction; refused
+        with a clear error when the table has indexes (DuckDB alters no table that an index
+        depends on, and its own error does not say what to do)."""
+        name = f"{self._table}_{kind}"
+        indexes = [
+            row[0]
+            for row in self._con.execute(
+                "SELECT index_name FROM duckdb_indexes() WHERE database_name = current_database() "
+                "AND schema_name = current_schema() AND table_name = ? ORDER BY index_name",
+                [name],
+            ).fetchall()
+        ]
+        if indexes:
+            raise CheckpointError(
+                f"cannot add column {column.split()[0]} to table {name!r} for "
+                f"{self._schema.__qualname__}: DuckDB alters no table that has an index, and "
+                f"{name!r} has {', '.join(map(repr, indexes))}, made outside typedflow. Drop "
+                "them (DROP INDEX ...), open this checkpointer once, then create them again; "
+                "nothing was changed"
+            )
+        self._con.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {column}")
 
     def _fill_default(self, name: str) -> None:
         """Store a just-added state field's default in the older rows where a NULL would not
@@ -886,7 +916,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             "state": state,
             "writes": [_write_row(w) for w in writes],
             "pending": [_write_row(w) for w in pending] if pending else [],
-            "failures": [attrs.asdict(f) for f in cp.failures] if cp.failures else [],
+            "failures": [_failure_row(f) for f in cp.failures] if cp.failures else [],
             "metadata": to_json(dict(cp.metadata)) if cp.metadata else "{}",
             "parent_thread_id": None if parent is None else parent.thread_id,
             "parent_step": None if parent is None else parent.step,
@@ -2164,6 +2194,15 @@ def _write_row(w: NodeWrite[object]) -> dict[str, Any]:
         "goto": None if w.goto is None else list(w.goto),
         "duration": float(w.duration),
         "updates": len(w.updates),
+    }
+
+
+def _failure_row(f: NodeFailure) -> dict[str, Any]:
+    return {
+        "node": f.node,
+        "error_type": f.error_type,
+        "message": f.message,
+        "duration": None if f.duration is None else float(f.duration),
     }
 
 
