@@ -488,3 +488,30 @@ def test_reads_do_not_rely_on_the_order_rows_are_stored_in(read_as: str) -> None
         for step in (0, 6, 7, 8, 20, 39):
             assert cp.load_at("t1", step) == ref.load_at("t1", step)
         assert cp.load("t1") == ref.load("t1")
+
+
+@pytest.mark.parametrize("shift", ["inside", "after", "before"])
+def test_a_load_whose_row_ids_moved_since_it_looked_them_up_reads_again(
+    shift: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load scans only the row ids its first query found the thread's rows in; when rows
+    have moved since (a checkpoint compacts deleted rows), it finds fewer rows than steps and
+    reads again without the range."""
+    ref = InMemoryCheckpointer(Log)
+    with DuckDBCheckpointer(Log, snapshot_every=7) as cp:
+        save_varied(ref, cp)
+        locate = cp._locate
+
+        def moved(thread_id: str, step: int | None) -> object:
+            found = locate(thread_id, step)
+            assert found is not None
+            latest, start, rowids = found
+            assert rowids is not None
+            low, high = rowids
+            stale = {"inside": (high, high), "after": (high + 1, high + 99), "before": (-9, -1)}
+            return latest, start, stale[shift]
+
+        monkeypatch.setattr(cp, "_locate", moved)
+        for step in (0, 6, 7, 8, 20, 39):
+            assert cp.load_at("t1", step) == ref.load_at("t1", step)
+        assert cp.load("t1") == ref.load("t1")

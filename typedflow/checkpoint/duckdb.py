@@ -1476,26 +1476,42 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         )
 
     def _rows(
-        self, thread_id: str, start: int, first: int, last: int
+        self, thread_id: str, start: int, first: int, last: int, rowids: _Rowids = None
     ) -> tuple[list[_Row], dict[int, _Shape]]:
         """The rows of steps ``start..last``, and their shapes by key; those before ``first``
         are needed for their growable fields only. A long read fetches its rows its own way
-        (see :meth:`_build_many`)."""
-        where = f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?"
-        params = [thread_id, start, last]
+        (see :meth:`_build_many`).
+
+        ``rowids``: the range of DuckDB row ids the thread's rows were found in just before
+        (see :meth:`_locate`). Given, the scan skips the row groups outside it: a thread's rows
+        are written together, but its id does not say where (random ids such as UUIDs leave
+        every row group's range of ids wide), and the nested columns of each row group a scan
+        touches cost much more than the rows read. Row ids can change between two statements
+        (a checkpoint compacts rows that were deleted), so a read that finds fewer rows than
+        the steps asked for reads again without the range: the steps of a thread are
+        consecutive, and a range can only leave rows out, never add any.
+        """
         # Rows before ``first`` are read for their growable fields only (a load reads from
         # the last base row, often a hundred steps back).
         parts = ", ".join(
             f"{quote(n)} := {_read(f'state.{quote(n)}', self._fields[n])}" for n in self._growable
         )
-        fetched = self._con.execute(
+        sql = (
             "SELECT step, base, "
             f"CASE WHEN step < ? THEN struct_pack({parts or 'x := NULL'}) END, "
             "CASE WHEN step >= ? THEN struct_pack(created_us := epoch_us(created_at), duration, "
             f"state := {_read('state', self._state_col)}, writes, pending, "
-            f"{', '.join(_SHAPE_COLUMNS)}) END {where}",
-            [first, first, *params],
-        ).fetchall()
+            f"{', '.join(_SHAPE_COLUMNS)}) END "
+            f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?"
+        )
+        params = [first, first, thread_id, start, last]
+        fetched = None
+        if rowids is not None:
+            fetched = self._con.execute(
+                f"{sql} AND rowid BETWEEN ? AND ?", [*params, *rowids]
+            ).fetchall()
+        if fetched is None or len(fetched) != last - start + 1:
+            fetched = self._con.execute(sql, params).fetchall()
         # Sorted here, not by ORDER BY: DuckDB's sort of rows holding nested values costs
         # more than the scan of a few rows (5-10% of a load at 1,000,000 rows).
         fetched.sort(key=_first)
@@ -1620,27 +1636,28 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
         return load
 
-    def _locate(self, thread_id: str, step: int | None) -> tuple[int, int] | None:
-        """For a load of ``step`` (the latest when None): the thread's latest step and the step
-        to read from (its last base row up to ``step``, see :meth:`_base_step`), found in one
-        query; None when the thread is not stored. Reads only the typed tables: a read moves
-        the log first."""
+    def _locate(self, thread_id: str, step: int | None) -> tuple[int, int, _Rowids] | None:
+        """For a load of ``step`` (the latest when None): the thread's latest step, the step
+        to read from (its last base row up to ``step``, see :meth:`_base_step`) and the range
+        of row ids its rows are in (None when not looked up), found in one query; None when
+        the thread is not stored. Reads only the typed tables: a read moves the log first."""
         latest = self._latest.get(thread_id)
         if latest is not None and not self._growable:
-            return latest, latest if step is None else step
+            return latest, latest if step is None else step, None
         if not _is_text(thread_id):  # an id that is not text was never stored
             return None
         row = self._con.execute(
-            f"SELECT max(step), max(step) FILTER (WHERE base AND step <= $2) "
-            f"FROM {self._cp_table} WHERE thread_id = $1",
+            f"SELECT max(step), max(step) FILTER (WHERE base AND step <= $2), min(rowid), "
+            f"max(rowid) FROM {self._cp_table} WHERE thread_id = $1",
             [thread_id, _MAX_STEP if step is None else max(-1, min(step, _MAX_STEP))],
         ).fetchone()
         if row is None or row[0] is None:
             return None
-        latest, base = row
+        latest, base, low, high = row
         self._latest[thread_id] = latest
         target = latest if step is None else step
-        return latest, target if base is None or not self._growable else min(base, target)
+        start = target if base is None or not self._growable else min(base, target)
+        return latest, start, (low, high)
 
     def _load_range(self, thread_id: str, first: int, last: int) -> list[Checkpoint[S]]:
         """Checkpoints ``first..last`` of a thread, putting growable fields back together."""
@@ -1648,13 +1665,16 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         start = first if base is None else min(base, first)
         return self._build(thread_id, start, first, last)
 
-    def _build(self, thread_id: str, start: int, first: int, last: int) -> list[Checkpoint[S]]:
-        """:meth:`_load_range`, reading steps from ``start`` (a base row, for growable fields)."""
+    def _build(
+        self, thread_id: str, start: int, first: int, last: int, rowids: _Rowids = None
+    ) -> list[Checkpoint[S]]:
+        """:meth:`_load_range`, reading steps from ``start`` (a base row, for growable fields);
+        ``rowids`` as for :meth:`_rows`."""
         if last - start + 1 >= _MANY:
             built = self._build_many(thread_id, start, first, last)
             if built is not None:
                 return built
-        rows, shapes = self._rows(thread_id, start, first, last)
+        rows, shapes = self._rows(thread_id, start, first, last, rowids)
         updates = self._updates(thread_id, first, last)
         decode = self._state_col.decode
         grown, load = self._state_loader(thread_id)
@@ -1901,8 +1921,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             found = self._locate(thread_id, None)
             if found is None:
                 raise ThreadNotFoundError(thread_id)
-            latest, start = found
-            return self._build(thread_id, start, latest, latest)[0]
+            latest, start, rowids = found
+            return self._build(thread_id, start, latest, latest, rowids)[0]
 
     def load_at(self, thread_id: str, step: int) -> Checkpoint[S]:
         with self._lock, _mapped(f"cannot load thread {thread_id!r} at step {step!r}"):
@@ -1910,8 +1930,10 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             found = self._locate(thread_id, step)
             if found is None:
                 raise ThreadNotFoundError(thread_id)
-            latest, start = found
-            loaded = self._build(thread_id, start, step, step) if 0 <= step <= latest else []
+            latest, start, rowids = found
+            loaded = (
+                self._build(thread_id, start, step, step, rowids) if 0 <= step <= latest else []
+            )
             if not loaded:
                 raise StepNotFoundError(thread_id, step, "never made or pruned")
             return loaded[0]
@@ -2252,6 +2274,10 @@ _MAX_STEP: Final = 2**63 - 1
 _MANY: Final = 256
 """From how many rows on a read fetches each distinct shape and update once (see ``_rows``
 and ``_updates``)."""
+
+_Rowids: TypeAlias = tuple[int, int] | None
+"""The lowest and highest DuckDB row id of a thread's checkpoint rows, as found by one query;
+None when not known."""
 
 _Row: TypeAlias = tuple[int, int, float, Any, float | None, Any, int]
 """A checkpoint row as read: step, created_at (microseconds since 1970 UTC), duration, the
