@@ -494,9 +494,9 @@ def test_reads_do_not_rely_on_the_order_rows_are_stored_in(read_as: str) -> None
 def test_a_load_whose_row_ids_moved_since_it_looked_them_up_reads_again(
     shift: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A load scans only the row ids its first query found the thread's rows in; when rows
-    have moved since (a checkpoint compacts deleted rows), it finds fewer rows than steps and
-    reads again without the range."""
+    """A load scans only the row ids its first query found the thread's checkpoints and
+    updates in; when rows have moved since (a checkpoint compacts deleted rows), it finds fewer
+    rows than steps (or updates than their writes say) and reads again without the range."""
     ref = InMemoryCheckpointer(Log)
     with DuckDBCheckpointer(Log, snapshot_every=7) as cp:
         save_varied(ref, cp)
@@ -505,11 +505,15 @@ def test_a_load_whose_row_ids_moved_since_it_looked_them_up_reads_again(
         def moved(thread_id: str, step: int | None) -> object:
             found = locate(thread_id, step)
             assert found is not None
-            latest, start, rowids = found
-            assert rowids is not None
-            low, high = rowids
-            stale = {"inside": (high, high), "after": (high + 1, high + 99), "before": (-9, -1)}
-            return latest, start, stale[shift]
+            latest, start, *ranges = found
+
+            def stale(rowids: tuple[int, int] | None) -> tuple[int, int]:
+                assert rowids is not None
+                high = rowids[1]
+                moves = {"inside": (high, high), "after": (high + 1, high + 99), "before": (-9, -1)}
+                return moves[shift]
+
+            return latest, start, *map(stale, ranges)
 
         monkeypatch.setattr(cp, "_locate", moved)
         for step in (0, 6, 7, 8, 20, 39):
