@@ -491,10 +491,10 @@ def test_reads_do_not_rely_on_the_order_rows_are_stored_in(read_as: str) -> None
 
 
 @pytest.mark.parametrize("shift", ["inside", "after", "before"])
-def test_a_load_whose_row_ids_moved_since_it_looked_them_up_reads_again(
-    shift: str, monkeypatch: pytest.MonkeyPatch
+def test_a_read_whose_row_ids_moved_since_it_looked_them_up_reads_again(
+    shift: str, read_as: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A load scans only the row ids its first query found the thread's checkpoints and
+    """A read scans only the row ids its first query found the thread's checkpoints and
     updates in; when rows have moved since (a checkpoint compacts deleted rows), it finds fewer
     rows than steps (or updates than their writes say) and reads again without the range."""
     ref = InMemoryCheckpointer(Log)
@@ -502,20 +502,23 @@ def test_a_load_whose_row_ids_moved_since_it_looked_them_up_reads_again(
         save_varied(ref, cp)
         locate = cp._locate
 
+        def stale(rowids: tuple[int, int] | None) -> tuple[int, int]:
+            assert rowids is not None
+            high = rowids[1]
+            moves = {"inside": (high, high), "after": (high + 1, high + 99), "before": (-9, -1)}
+            return moves[shift]
+
         def moved(thread_id: str, step: int | None) -> object:
             found = locate(thread_id, step)
             assert found is not None
-            latest, start, *ranges = found
-
-            def stale(rowids: tuple[int, int] | None) -> tuple[int, int]:
-                assert rowids is not None
-                high = rowids[1]
-                moves = {"inside": (high, high), "after": (high + 1, high + 99), "before": (-9, -1)}
-                return moves[shift]
-
-            return latest, start, *map(stale, ranges)
+            return found._replace(
+                checkpoint_rowids=stale(found.checkpoint_rowids),
+                update_rowids=stale(found.update_rowids),
+            )
 
         monkeypatch.setattr(cp, "_locate", moved)
         for step in (0, 6, 7, 8, 20, 39):
             assert cp.load_at("t1", step) == ref.load_at("t1", step)
         assert cp.load("t1") == ref.load("t1")
+        assert cp.history("t1") == ref.history("t1")
+        assert cp.history("t1", limit=9, before=30) == ref.history("t1", limit=9, before=30)

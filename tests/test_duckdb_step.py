@@ -358,3 +358,24 @@ def test_a_file_made_before_failures_had_durations_opens_and_works(tmp_path: Pat
             make_checkpoint("t", 1, status="error", failures=(old,)),
         ]
         assert list(reversed(cp.history("t")))[:2] == expected
+
+
+def test_a_file_made_without_the_thread_indexes_gains_them_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "no-indexes.duckdb"
+    expected = [make_checkpoint("t", step) for step in range(5)]
+    with DuckDBCheckpointer(ContractState, path) as cp:
+        for c in expected:
+            cp.save(c)
+    with duckdb.connect(str(path)) as con:  # as a version without them left the file
+        con.execute("DROP INDEX contract_state_checkpoints_by_thread")
+        con.execute("DROP INDEX contract_state_updates_by_thread")
+    with DuckDBCheckpointer(ContractState, path) as cp:
+        indexes = cp.connection.execute(
+            "SELECT table_name, sql FROM duckdb_indexes() ORDER BY ALL"
+        ).fetchall()
+        assert [(table, "(thread_id)" in sql) for table, sql in indexes] == [
+            ("contract_state_checkpoints", True),
+            ("contract_state_updates", True),
+        ]
+        assert list(reversed(cp.history("t"))) == expected
+        assert cp.load("t") == expected[-1]

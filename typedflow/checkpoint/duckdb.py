@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import compress, repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeAlias
 
 import attrs
 import duckdb
@@ -1472,10 +1472,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _many_sql(self) -> str:
+    def _many_sql(self, ranged: bool) -> str:
         """The statement of a long read (see :meth:`_build_many`): one row per distinct shape
         (see :data:`_SHAPE`), ``(NULL, NULL, NULL, NULL, NULL, key, shape, collation, NULL...)``
-        (see :data:`_COLLATION`), then one row per step, as in :data:`_ManyRow`."""
+        (see :data:`_COLLATION`), then one row per step, as in :data:`_ManyRow`. ``ranged``:
+        with two more parameters, a range of row ids to scan (see :meth:`_rows`)."""
         names = [f"f{i}" for i in range(len(self._fields))]
         fields = "".join(
             f", {_read(f'state.{quote(n)}', c)} AS {f}"
@@ -1489,7 +1490,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             f"CASE WHEN {_USUAL} THEN writes[1].duration END AS node_duration, "
             f"CASE WHEN NOT ({_USUAL}) THEN struct_pack(writes, pending) END AS others, "
             f"{_SHAPE} AS shape{fields} "
-            f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?) "
+            f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?"
+            f"{' AND rowid BETWEEN ? AND ?' if ranged else ''}) "
             "SELECT step, created_us, duration, node_duration, others, hash(shape), NULL, NULL"
             f"{''.join(', ' + f for f in names)} FROM r "
             f"UNION ALL SELECT DISTINCT NULL, NULL, NULL, NULL, NULL, hash(shape), shape, "
@@ -1550,11 +1552,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             if len(writes) == 1 and not pending:
                 raw["node"], raw["goto"] = writes[0]["node"], writes[0]["goto"]
                 node_duration, others = writes[0]["duration"], None
-                count += writes[0]["updates"]
+                count += writes[0]["updates"] or 0  # NULL only in a row edited by hand
             else:
                 raw["node"] = raw["goto"] = None
                 node_duration, others = None, {"writes": writes, "pending": pending}
-                count += sum(w["updates"] for w in (*writes, *pending))
+                count += sum(w["updates"] or 0 for w in (*writes, *pending))
             created_us, duration, state = row["created_us"], row["duration"], row["state"]
             rows.append((step, created_us, duration, state, node_duration, others, step))
             shapes[step] = _shape(thread_id, raw)
@@ -1678,37 +1680,44 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
 
         return load
 
-    def _locate(self, thread_id: str, step: int | None) -> tuple[int, int, _Rowids, _Rowids] | None:
-        """For a load of ``step`` (the latest when None): the thread's latest step, the step
-        to read from (its last base row up to ``step``, see :meth:`_base_step`), and the
-        ranges of row ids its checkpoints and its updates are in (None when not looked up),
-        found in one query (through the indexes on ``thread_id``); None when the thread is
-        not stored. Reads only the typed tables: a read moves the log first."""
+    def _locate(self, thread_id: str, step: int | None) -> _Found | None:
+        """For a load of ``step`` (the latest when None): where the thread's rows are (see
+        :class:`_Found`), found in one query, through the indexes on ``thread_id``; None when
+        the thread is not stored. Reads only the typed tables: a read moves the log first."""
         latest = self._latest.get(thread_id)
         if latest is not None and not self._growable:
-            return latest, latest if step is None else step, None, None
+            return _Found(latest, latest if step is None else step)
         if not _is_text(thread_id):  # an id that is not text was never stored
             return None
         row = self._con.execute(
-            f"SELECT max(step), max(step) FILTER (WHERE base AND step <= $2), min(rowid), "
-            f"max(rowid), (SELECT [min(rowid), max(rowid)] FROM {self._up_table} "
+            f"SELECT max(step), max(step) FILTER (WHERE base AND step <= $2), min(step), "
+            f"min(rowid), max(rowid), (SELECT [min(rowid), max(rowid)] FROM {self._up_table} "
             f"WHERE thread_id = $1) FROM {self._cp_table} WHERE thread_id = $1",
             [thread_id, _MAX_STEP if step is None else max(-1, min(step, _MAX_STEP))],
         ).fetchone()
         if row is None or row[0] is None:
             return None
-        latest, base, low, high, (up_low, up_high) = row
+        latest, base, oldest, low, high, (up_low, up_high) = row
         self._latest[thread_id] = latest
         target = latest if step is None else step
         start = target if base is None or not self._growable else min(base, target)
         # No updates at all: an empty range (the steps' writes should say none either).
-        return latest, start, (low, high), (0, -1) if up_low is None else (up_low, up_high)
+        updates = (0, -1) if up_low is None else (up_low, up_high)
+        return _Found(latest, start, oldest, (low, high), updates)
 
-    def _load_range(self, thread_id: str, first: int, last: int) -> list[Checkpoint[S]]:
-        """Checkpoints ``first..last`` of a thread, putting growable fields back together."""
+    def _load_range(
+        self,
+        thread_id: str,
+        first: int,
+        last: int,
+        rowids: _Rowids = None,
+        update_rowids: _Rowids = None,
+    ) -> list[Checkpoint[S]]:
+        """Checkpoints ``first..last`` of a thread, putting growable fields back together;
+        ``rowids`` and ``update_rowids`` as for :meth:`_build`."""
         base = self._base_step(thread_id, first)
         start = first if base is None else min(base, first)
-        return self._build(thread_id, start, first, last)
+        return self._build(thread_id, start, first, last, rowids, update_rowids)
 
     def _build(
         self,
@@ -1722,7 +1731,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         """:meth:`_load_range`, reading steps from ``start`` (a base row, for growable fields);
         ``rowids`` and ``update_rowids`` as for :meth:`_rows` and :meth:`_updates`."""
         if last - start + 1 >= _MANY:
-            built = self._build_many(thread_id, start, first, last)
+            built = self._build_many(thread_id, start, first, last, rowids)
             if built is not None:
                 return built
         rows, shapes, count = self._rows(thread_id, start, first, last, rowids)
@@ -1754,10 +1763,10 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         return out
 
     def _build_many(
-        self, thread_id: str, start: int, first: int, last: int
+        self, thread_id: str, start: int, first: int, last: int, rowids: _Rowids = None
     ) -> list[Checkpoint[S]] | None:
         """:meth:`_build` for a long read; None when two distinct shapes share a hash (then
-        the rows are read one by one).
+        the rows are read one by one). ``rowids`` as for :meth:`_rows`.
 
         Converting nested values to Python costs more than anything else in a read, and
         most rows of a thread share one of a few shapes (see :data:`_SHAPE`), so each distinct
@@ -1766,9 +1775,12 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         made a field at a time (see :func:`make_checkpoints`).
         """
         # One statement, so that the shapes and the rows come from one snapshot.
-        fetched: list[_ManyRow] = self._con.execute(
-            self._many_sql(), [thread_id, start, last]
-        ).fetchall()
+        params = [thread_id, start, last]
+        fetched: list[_ManyRow] | None = None
+        if rowids is not None:
+            fetched = self._con.execute(self._many_sql(True), [*params, *rowids]).fetchall()
+        if fetched is None or _step_rows(fetched) != last - start + 1:
+            fetched = self._con.execute(self._many_sql(False), params).fetchall()
         count = 0
         shared: dict[int, SharedFields] = {}
         is_base: dict[int, bool] = {}
@@ -1972,8 +1984,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             found = self._locate(thread_id, None)
             if found is None:
                 raise ThreadNotFoundError(thread_id)
-            latest, start, *rowids = found
-            return self._build(thread_id, start, latest, latest, *rowids)[0]
+            return self._build(thread_id, found.start, found.latest, found.latest, *found.rowids)[0]
 
     def load_at(self, thread_id: str, step: int) -> Checkpoint[S]:
         with self._lock, _mapped(f"cannot load thread {thread_id!r} at step {step!r}"):
@@ -1981,9 +1992,10 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             found = self._locate(thread_id, step)
             if found is None:
                 raise ThreadNotFoundError(thread_id)
-            latest, start, *rowids = found
             loaded = (
-                self._build(thread_id, start, step, step, *rowids) if 0 <= step <= latest else []
+                self._build(thread_id, found.start, step, step, *found.rowids)
+                if 0 <= step <= found.latest
+                else []
             )
             if not loaded:
                 raise StepNotFoundError(thread_id, step, "never made or pruned")
@@ -1996,21 +2008,23 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             raise ValueError(f"limit must be at least 0, got {limit!r}")
         with self._lock, _mapped(f"cannot list thread {thread_id!r}"):
             self._read()
-            latest = self._latest_step(thread_id)
-            if latest is None:
+            found = self._locate(thread_id, None)
+            if found is None:
                 raise ThreadNotFoundError(thread_id)
-            last = latest if before is None else min(latest, before - 1)
+            last = found.latest if before is None else min(found.latest, before - 1)
             if limit == 0 or last < 0:
                 return []
-            row = self._con.execute(
-                f"SELECT min(step) FROM {self._cp_table} WHERE thread_id = ?", [thread_id]
-            ).fetchone()
-            first = 0 if row is None or row[0] is None else row[0]
+            first = found.oldest
+            if first is None:
+                row = self._con.execute(
+                    f"SELECT min(step) FROM {self._cp_table} WHERE thread_id = ?", [thread_id]
+                ).fetchone()
+                first = 0 if row is None or row[0] is None else row[0]
             if limit is not None:
                 first = max(first, last - limit + 1)
             if last < first:
                 return []
-            return list(reversed(self._load_range(thread_id, first, last)))
+            return list(reversed(self._load_range(thread_id, first, last, *found.rowids)))
 
     def threads(self) -> list[ThreadInfo]:
         with self._lock, _mapped("cannot list threads"):
@@ -2270,6 +2284,16 @@ def _write_row(w: NodeWrite[object]) -> dict[str, Any]:
     }
 
 
+def _step_rows(fetched: list[_ManyRow]) -> int:
+    """How many rows of a long read's result are steps (they follow the few shape rows)."""
+    shapes = 0
+    for row in fetched:
+        if row[0] is not None:
+            break
+        shapes += 1
+    return len(fetched) - shapes
+
+
 def _index_name(table: str) -> str:
     """The name of typedflow's index on ``thread_id`` of a table (see ``_create_indexes``)."""
     return f"{table}_by_thread"
@@ -2332,8 +2356,30 @@ _MANY: Final = 256
 and ``_updates``)."""
 
 _Rowids: TypeAlias = tuple[int, int] | None
-"""The lowest and highest DuckDB row id of a thread's checkpoint rows, as found by one query;
+"""The lowest and highest DuckDB row id of a thread's rows in a table, as found by one query;
 None when not known."""
+
+
+class _Found(NamedTuple):
+    """Where a thread's rows are, for a read (see ``DuckDBCheckpointer._locate``)."""
+
+    latest: int
+    """The thread's latest step."""
+    start: int
+    """The step a load of the asked step reads from: its last base row up to that step."""
+    oldest: int | None = None
+    """The thread's oldest step; None when not looked up."""
+    checkpoint_rowids: _Rowids = None
+    """The range of row ids of the thread's checkpoints; None when not looked up."""
+    update_rowids: _Rowids = None
+    """The range of row ids of the thread's updates (empty if it has none); None when not
+    looked up."""
+
+    @property
+    def rowids(self) -> tuple[_Rowids, _Rowids]:
+        """Both ranges, as :meth:`DuckDBCheckpointer._build` takes them."""
+        return self.checkpoint_rowids, self.update_rowids
+
 
 _Row: TypeAlias = tuple[int, int, float, Any, float | None, Any, int]
 """A checkpoint row as read: step, created_at (microseconds since 1970 UTC), duration, the
