@@ -684,7 +684,7 @@ def dump(con: duckdb.DuckDBPyConnection) -> dict[str, list[Any]]:
     tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
     out: dict[str, list[Any]] = {}
     for table in sorted(tables):
-        # As text: the Python client needs pytz to fetch TIMESTAMPTZ values.
+        # As text: Python clients before 2.0.1 need pytz to fetch TIMESTAMPTZ values.
         out[table] = con.execute(
             f'SELECT COLUMNS(*)::VARCHAR FROM "{table}" ORDER BY ALL'
         ).fetchall()

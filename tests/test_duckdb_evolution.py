@@ -219,7 +219,7 @@ def dump(path: Path) -> dict[str, list[Any]]:
         ]
         out: dict[str, list[Any]] = {}
         for name in names:
-            # As text: the Python client needs pytz to fetch TIMESTAMPTZ values.
+            # As text: Python clients before 2.0.1 need pytz to fetch TIMESTAMPTZ values.
             query = f'SELECT COLUMNS(*)::VARCHAR FROM "{name}" ORDER BY ALL'
             out[name] = con.execute(query).fetchall()
             out[f"{name} columns"] = con.execute(f'DESCRIBE "{name}"').fetchall()

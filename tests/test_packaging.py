@@ -119,7 +119,7 @@ def test_the_wheel_holds_the_package_and_its_py_typed_marker(wheel: Path) -> Non
     assert metadata["Version"] == typedflow.__version__
     assert metadata["License-Expression"] == "MIT"
     assert "Typing :: Typed" in metadata.get_all("Classifier", [])
-    assert 'duckdb>=1.1; extra == "duckdb"' in [
+    assert 'duckdb>=2.0.1; extra == "duckdb"' in [
         r.replace("'", '"') for r in metadata.get_all("Requires-Dist", [])
     ]
 
