@@ -13,6 +13,7 @@ import email.parser
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -160,3 +161,17 @@ def test_a_strict_user_module_checks_against_the_installed_wheel(
     n, path = ran.stdout.split()
     assert n == "2"
     assert Path(path).is_relative_to(site), path
+
+
+def test_the_minimum_versions_ci_tests_are_the_lower_bounds_pyproject_allows() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["duckdb"]]
+    lower = {}
+    for requirement in declared:
+        name, _, version = requirement.partition(">=")
+        lower[name.strip().lower()] = version.strip()
+    lines = (ROOT / "scripts" / "minimum-versions.txt").read_text().splitlines()
+    pinned = dict(
+        line.lower().split("==") for line in lines if line.strip() and not line.startswith("#")
+    )
+    assert pinned == lower
