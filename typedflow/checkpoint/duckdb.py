@@ -1081,21 +1081,27 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def _find(self, unknown: list[str]) -> None:
         """Look threads up: their latest steps, or else (in ``_absent``) that they are new,
         and (in ``_others``) which of those another schema uses. Holds the lock."""
+        # One thread (a run's first save) is matched by ``=``, which DuckDB finds through the
+        # index on thread_id; a list (runs starting together) by a join, which scans.
+        one = len(unknown) == 1
+        match, ids = ("= $1", unknown[0]) if one else ("IN (SELECT unnest($1::VARCHAR[]))", unknown)
         found = self._con.execute(
             f"SELECT thread_id, max(step) FROM (SELECT thread_id, step FROM {self._cp_table} "
             f"UNION ALL SELECT thread_id, step FROM {self._log_table}) "
-            "WHERE thread_id IN (SELECT unnest($1::VARCHAR[])) GROUP BY thread_id",
-            [unknown],
+            f"WHERE thread_id {match} GROUP BY thread_id",
+            [ids],
         ).fetchall()
         self._latest.update(dict(found))
-        self._absent.update(set(unknown) - {tid for tid, _ in found})
-        self._others.update(
-            self._con.execute(
-                f"SELECT thread_id, schema_name FROM {THREADS} "
-                "WHERE thread_id IN (SELECT unnest($1::VARCHAR[])) AND table_name <> $2",
-                [list(self._absent), self._table],
-            ).fetchall()
-        )
+        new = set(unknown) - {tid for tid, _ in found}
+        self._absent.update(new)
+        if new:
+            self._others.update(
+                self._con.execute(
+                    f"SELECT thread_id, schema_name FROM {THREADS} "
+                    f"WHERE thread_id {match} AND table_name <> $2",
+                    [ids if one else list(new), self._table],
+                ).fetchall()
+            )
 
     def _accept(self, ticket: _Ticket) -> None:
         """Check a checkpoint against its thread and finish its rows (deltas need the order)."""
