@@ -53,3 +53,8 @@ def write_as_another_update(cp: Checkpoint[Counter]) -> Reset:
 
 def pending_as_another_update(cp: Checkpoint[Counter]) -> tuple[NodeWrite[Reset], ...]:
     return cp.pending  # type: ignore[return-value]  # the pending writes hold Inc updates
+
+
+def failure_duration_without_a_check(cp: Checkpoint[Counter]) -> float:
+    ran: float = cp.failures[0].duration  # type: ignore[assignment]  # None for reducer and route failures
+    return ran

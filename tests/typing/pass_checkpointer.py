@@ -30,7 +30,10 @@ def loaded_types(saver: HistoryCheckpointer[Counter], thread_id: str) -> list[In
         assert_type(checkpoint.pending, tuple[NodeWrite[Inc], ...])
         for write in checkpoint.writes:
             assert_type(write.updates, tuple[Inc, ...])
+            assert_type(write.duration, float)
             found[:0] = write.updates  # newest first: put older updates in front
+        for failure in checkpoint.failures:
+            assert_type(failure.duration, float | None)  # None: not the node's own run
     return found
 
 
