@@ -116,6 +116,9 @@ Durability: TypeAlias = Literal["step", "batch"]
   that runs start at once are also looked up, together.
 """
 
+_INDEX_SCAN_MAX: Final = 256
+"""Up to how many matching rows DuckDB reads through an index (see ``__init__``)."""
+
 _MOVE_PAUSE: Final = 0.05
 """Seconds between two moves of the log by the mover thread."""
 
@@ -345,6 +348,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 self._con = duckdb.connect(str(database))
             # TIMESTAMPTZ values are read as UTC timestamps; the setting is this cursor's own.
             self._con.execute("SET TimeZone = 'UTC'")
+            # DuckDB reads through an index any match of up to 2,048 rows, fetching them one by
+            # one (about 4 µs each): a thread of 1,000 steps took 4.7 ms where scanning its
+            # 12,000-row table took 1 ms. A few hundred rows (or 0.1% of the table, DuckDB's
+            # other threshold) are found faster through the index than by a scan.
+            self._con.execute(f"SET SESSION index_scan_max_count = {_INDEX_SCAN_MAX}")
             key = self._store_key(database)
         self._shared = _Shared.join(key)
         self._release = weakref.finalize(self, _Shared.leave, key)
