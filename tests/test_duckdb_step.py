@@ -379,3 +379,20 @@ def test_a_file_made_without_the_thread_indexes_gains_them_at_open(tmp_path: Pat
         ]
         assert list(reversed(cp.history("t"))) == expected
         assert cp.load("t") == expected[-1]
+
+
+def test_reads_know_about_how_many_checkpoints_the_table_holds(tmp_path: Path) -> None:
+    """The estimate that decides whether reads look up ranges of row ids (a big table)."""
+    path = tmp_path / "count.duckdb"
+    with DuckDBCheckpointer(ContractState, path) as cp:
+        assert cp._shared.rows == 0
+        for step in range(3):
+            cp.save(make_checkpoint("t", step))
+        cp.load("t")  # moves the log into the typed tables
+        assert cp._shared.rows == 3
+    with DuckDBCheckpointer(ContractState, path, durability="batch") as cp:
+        assert cp._shared.rows == 3  # counted at open
+        for step in range(3, 5):
+            cp.save(make_checkpoint("t", step))
+        cp.flush()
+        assert cp._shared.rows == 5

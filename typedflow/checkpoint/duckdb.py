@@ -116,6 +116,10 @@ Durability: TypeAlias = Literal["step", "batch"]
   that runs start at once are also looked up, together.
 """
 
+_RANGES_FROM: Final = 2 * 122_880
+"""From how many checkpoint rows on reads look up the ranges of row ids a thread's rows are in
+(two of DuckDB's row groups, see ``_locate``)."""
+
 _INDEX_SCAN_MAX: Final = 256
 """Up to how many matching rows DuckDB reads through an index (see ``__init__``)."""
 
@@ -256,6 +260,10 @@ class _Shared:
     tails: dict[str, _Tail] = attrs.Factory(dict)
     logged: int = 0
     """How many checkpoints wait in the log table to be moved into the typed tables."""
+    rows: int = -1
+    """About how many rows the checkpoints table holds: counted at the first open in this
+    process (-1 before), then counted up as checkpoints are moved or inserted into it (not
+    down: an estimate, which decides only how reads find a thread's rows, see ``_locate``)."""
     users: int = 0
     """How many open checkpointers share this."""
 
@@ -512,6 +520,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                         self._add_column("checkpoints", "failures.element.duration DOUBLE")
                 self._create_views()
                 self._create_indexes()
+                if self._shared.rows < 0:
+                    row = con.execute(f"SELECT count(*) FROM {self._cp_table}").fetchone()
+                    self._shared.rows = 0 if row is None else int(row[0])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -1299,6 +1310,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             if updates:
                 self._insert(con, "updates", self._up_table, self._update_row_type(), updates)
             con.execute("COMMIT")
+            with self._count_lock:
+                self._shared.rows += len(rows)
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -1377,6 +1390,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 # Never below 0: a move also takes the rows that another checkpointer of the
                 # table committed before it counted them.
                 self._shared.logged = max(0, self._shared.logged - moved)
+                self._shared.rows += moved
 
     def _move_log(self, log_type: str, con: duckdb.DuckDBPyConnection | None = None) -> int:
         """Move every row of the log table (written as ``log_type``) that this transaction
@@ -1702,24 +1716,37 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def _locate(self, thread_id: str, step: int | None) -> _Found | None:
         """For a load of ``step`` (the latest when None): where the thread's rows are (see
         :class:`_Found`), found in one query, through the indexes on ``thread_id``; None when
-        the thread is not stored. Reads only the typed tables: a read moves the log first."""
+        the thread is not stored. Reads only the typed tables: a read moves the log first.
+
+        The ranges of row ids are looked up in a table of more than two of DuckDB's row groups
+        only: in a smaller one, a scan touches at most two anyway, and the lookup (about 1 ms)
+        would cost more than it saves."""
         latest = self._latest.get(thread_id)
         if latest is not None and not self._growable:
             return _Found(latest, latest if step is None else step)
         if not _is_text(thread_id):  # an id that is not text was never stored
             return None
+        ranged = self._shared.rows >= _RANGES_FROM
+        ranges = (
+            f", min(rowid), max(rowid), (SELECT [min(rowid), max(rowid)] FROM {self._up_table} "
+            "WHERE thread_id = $1)"
+            if ranged
+            else ""
+        )
         row = self._con.execute(
-            f"SELECT max(step), max(step) FILTER (WHERE base AND step <= $2), min(step), "
-            f"min(rowid), max(rowid), (SELECT [min(rowid), max(rowid)] FROM {self._up_table} "
-            f"WHERE thread_id = $1) FROM {self._cp_table} WHERE thread_id = $1",
+            f"SELECT max(step), max(step) FILTER (WHERE base AND step <= $2), min(step)"
+            f"{ranges} FROM {self._cp_table} WHERE thread_id = $1",
             [thread_id, _MAX_STEP if step is None else max(-1, min(step, _MAX_STEP))],
         ).fetchone()
         if row is None or row[0] is None:
             return None
-        latest, base, oldest, low, high, (up_low, up_high) = row
+        latest, base, oldest = row[:3]
         self._latest[thread_id] = latest
         target = latest if step is None else step
         start = target if base is None or not self._growable else min(base, target)
+        if not ranged:
+            return _Found(latest, start, oldest)
+        low, high, (up_low, up_high) = row[3:]
         # No updates at all: an empty range (the steps' writes should say none either).
         updates = (0, -1) if up_low is None else (up_low, up_high)
         return _Found(latest, start, oldest, (low, high), updates)
