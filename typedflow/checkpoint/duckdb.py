@@ -1505,7 +1505,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         (see :data:`_SHAPE`), ``(-1, NULL, NULL, NULL, NULL, key, shape, collation, NULL...)``
         (see :data:`_COLLATION`), and one row per step, as in :data:`_ManyRow`, in no order
         (sorted in Python, shapes first: DuckDB's sort of the union costs more). ``ranged``:
-        with two more parameters, a range of row ids to scan (see :meth:`_rows`).
+        with two more parameters, a range of row ids to scan (see :meth:`_fetch_within`).
 
         The rows are read twice, not materialized once: materializing the rows costs more
         than scanning them again (about 2 ms of 25 for 10,000 one-int steps)."""
@@ -1539,14 +1539,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         needed for their growable fields only. A long read fetches its rows its own way (see
         :meth:`_build_many`).
 
-        ``rowids``: the range of DuckDB row ids the thread's rows were found in just before
-        (see :meth:`_locate`). Given, the scan skips the row groups outside it: a thread's rows
-        are written together, but its id does not say where (random ids such as UUIDs leave
-        every row group's range of ids wide), and the nested columns of each row group a scan
-        touches cost much more than the rows read. Row ids can change between two statements
-        (a checkpoint compacts rows that were deleted), so a read that finds fewer rows than
-        the steps asked for reads again without the range: the steps of a thread are
-        consecutive, and a range can only leave rows out, never add any.
+        ``rowids``: the range of row ids the thread's rows were found in (see
+        :meth:`_fetch_within`); the steps of a thread are consecutive, so a result with fewer
+        rows than steps is short.
         """
         # Rows before ``first`` are read for their growable fields only (a load reads from
         # the last base row, often a hundred steps back).
@@ -1561,17 +1556,14 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             f"{', '.join(_SHAPE_COLUMNS)}) END "
             f"FROM {self._cp_table} WHERE thread_id = ? AND step BETWEEN ? AND ?"
         )
-        params = [first, first, thread_id, start, last]
-        fetched = None
-        if rowids is not None:
-            fetched = self._con.execute(
-                f"{sql} AND rowid BETWEEN ? AND ?", [*params, *rowids]
-            ).fetchall()
-        if fetched is None or len(fetched) != last - start + 1:
-            fetched = self._con.execute(sql, params).fetchall()
-        # Sorted here, not by ORDER BY: DuckDB's sort of rows holding nested values costs
-        # more than the scan of a few rows (5-10% of a load at 1,000,000 rows).
-        fetched.sort(key=_first)
+        fetched = self._fetch_within(
+            sql,
+            f"{sql} AND rowid BETWEEN ? AND ?",
+            [first, first, thread_id, start, last],
+            rowids,
+            lambda found: len(found) == last - start + 1,
+            _first,
+        )
         rows: list[_Row] = []
         shapes = {_BEFORE_BASE: _NOT_READ, _BEFORE: _NOT_READ_NOR_BASE}
         count = 0
@@ -1595,6 +1587,38 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             shapes[step] = _shape(thread_id, raw)
         return rows, shapes, count
 
+    def _fetch_within(
+        self,
+        sql: str,
+        ranged_sql: str,
+        params: list[Any],
+        rowids: _Rowids,
+        complete: Callable[[list[Any]], bool],
+        order: Callable[[Any], Any],
+    ) -> list[Any]:
+        """The rows of ``sql`` with ``params``, sorted by ``order`` in Python (not by ORDER BY:
+        DuckDB's sort of rows holding nested values costs more than the scan of a few rows,
+        5-10% of a load at 1,000,000 rows).
+
+        ``rowids``: the range of DuckDB row ids the thread's rows were found in just before
+        (see :meth:`_locate`). Given, ``ranged_sql`` (``sql`` with two more parameters, the
+        range) is read instead, and its scan skips the row groups outside the range: a thread's
+        rows are written together, but its id does not say where (random ids such as UUIDs
+        leave every row group's range of ids wide), and the nested columns of each row group a
+        scan touches cost much more than the rows read. Row ids can change between two
+        statements (a checkpoint compacts rows that were deleted), so a result that
+        ``complete`` finds short is read again without the range: a range can only leave rows
+        out, never add any.
+        """
+        if rowids is not None:
+            rows = self._con.execute(ranged_sql, [*params, *rowids]).fetchall()
+            rows.sort(key=order)
+            if complete(rows):
+                return rows
+        rows = self._con.execute(sql, params).fetchall()
+        rows.sort(key=order)
+        return rows
+
     def _base_step(self, thread_id: str, step: int) -> int | None:
         if not self._growable:
             return step
@@ -1612,10 +1636,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         rowids: _Rowids = None,
         count: int | None = None,
     ) -> _Updates:
-        """The updates of steps ``first..last`` (see :data:`_Updates`). With ``rowids`` (the
-        range of row ids the thread's updates were found in) and ``count`` (how many updates
-        the steps' writes say they returned), the scan skips the row groups outside the range,
-        and reads again without it if it finds fewer (see :meth:`_rows`)."""
+        """The updates of steps ``first..last`` (see :data:`_Updates`). The range of row ids
+        the thread's updates were found in (``rowids``, see :meth:`_fetch_within`) is used
+        with ``count``, how many updates the steps' writes say they returned."""
         if last - first + 1 >= _MANY and self._updates_shareable():
             shared = self._shared_updates(thread_id, first, last)
             if shared is not None:
@@ -1626,15 +1649,14 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             "CASE WHEN len(unset) > 0 THEN unset END "
             f"FROM {self._up_table} WHERE thread_id = ? AND step BETWEEN ? AND ?"
         )
-        params = [thread_id, first, last]
-        rows = None
-        if rowids is not None and count is not None:
-            rows = self._con.execute(
-                f"{sql} AND rowid BETWEEN ? AND ?", [*params, *rowids]
-            ).fetchall()
-        if rows is None or len(rows) != count:
-            rows = self._con.execute(sql, params).fetchall()
-        rows.sort(key=_update_order)  # not ORDER BY: see _rows
+        rows = self._fetch_within(
+            sql,
+            f"{sql} AND rowid BETWEEN ? AND ?",
+            [thread_id, first, last],
+            None if count is None else rowids,
+            lambda found: len(found) == count,
+            _update_order,
+        )
         load = self._update_loader(thread_id)
         key: int | tuple[int, bool, int] | None = None
         for step, pending, position, _, value, unset in rows:
@@ -1820,15 +1842,16 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         their own, not one STRUCT (which reaches Python as a dict). The checkpoints are then
         made a field at a time (see :func:`make_checkpoints`).
         """
-        # One statement, so that the shapes and the rows come from one snapshot.
-        params = [thread_id, start, last]
-        fetched: list[_ManyRow] | None = None
-        if rowids is not None:
-            fetched = self._con.execute(self._many_sql(True), [*params, *rowids]).fetchall()
-            fetched.sort(key=_first)
-        if fetched is None or _step_rows(fetched) != last - start + 1:
-            fetched = self._con.execute(self._many_sql(False), params).fetchall()
-            fetched.sort(key=_first)  # the shapes (step -1) first, then the steps in order
+        # One statement, so that the shapes and the rows come from one snapshot. Sorted, the
+        # shapes (step -1) come first, then the steps in order.
+        fetched: list[_ManyRow] = self._fetch_within(
+            self._many_sql(False),
+            self._many_sql(True),
+            [thread_id, start, last],
+            rowids,
+            lambda found: _step_rows(found) == last - start + 1,
+            _first,
+        )
         count = 0
         shared: dict[int, SharedFields] = {}
         is_base: dict[int, bool] = {}
