@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeAlias
 import attrs
 import duckdb
 
+from typedflow._gc import collector_paused
 from typedflow._serde import Serde, is_immutable_type, is_unset_type
 from typedflow._typing import S
 from typedflow.checkpoint._columns import (
@@ -1799,9 +1800,25 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         """:meth:`_load_range`, reading steps from ``start`` (a base row, for growable fields);
         ``rowids`` and ``update_rowids`` as for :meth:`_rows` and :meth:`_updates`."""
         if last - start + 1 >= _MANY:
-            built = self._build_many(thread_id, start, first, last, rowids)
-            if built is not None:
-                return built
+            # A long read makes several objects per step, which would set the garbage
+            # collector off again and again (10,000 one-int steps: 86 -> 57 ms a read).
+            with collector_paused():
+                built = self._build_many(thread_id, start, first, last, rowids)
+                if built is None:
+                    built = self._build_each(thread_id, start, first, last, rowids, update_rowids)
+            return built
+        return self._build_each(thread_id, start, first, last, rowids, update_rowids)
+
+    def _build_each(
+        self,
+        thread_id: str,
+        start: int,
+        first: int,
+        last: int,
+        rowids: _Rowids,
+        update_rowids: _Rowids,
+    ) -> list[Checkpoint[S]]:
+        """:meth:`_build` a row at a time (any read :meth:`_build_many` does not make)."""
         rows, shapes, count = self._rows(thread_id, start, first, last, rowids)
         updates = self._updates(thread_id, first, last, update_rowids, count)
         decode = self._state_col.decode
