@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import email.parser
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -123,6 +124,12 @@ def test_the_wheel_holds_the_package_and_its_py_typed_marker(wheel: Path) -> Non
     assert 'duckdb>=2.0.1; extra == "duckdb"' in [
         r.replace("'", '"') for r in metadata.get_all("Requires-Dist", [])
     ]
+    # The README is the package's description on the index, where a link to a path of
+    # the repository leads nowhere: it names those paths instead.
+    description = metadata.get_payload()
+    assert "## DuckDB: durable, queryable history" in description
+    relative = re.findall(r"\]\((?!https?://|#)([^)]*)\)", description)
+    assert relative == [], relative
 
 
 def test_a_strict_user_module_checks_against_the_installed_wheel(
