@@ -295,6 +295,11 @@ _SHARED_LOCK: Final = threading.Lock()
 class DuckDBCheckpointer(HistoryCheckpointer[S]):
     """Checkpoints of schema ``S`` in a DuckDB database (a file, ``":memory:"``, or a connection).
 
+    A read of many steps (a history, or a load whose growing fields are put back together
+    from many rows) pauses Python's cyclic garbage collector while it makes the checkpoints,
+    for the whole process: the collections it would set off cost a third of such a read or
+    more. The collector runs again after the read, unless the application had disabled it.
+
     Args:
         schema: The state schema.
         database: A file path, ``":memory:"``, or an open ``duckdb`` connection
