@@ -23,8 +23,9 @@ def collector_paused() -> Iterator[None]:
     The collector runs whenever enough container objects have been made since it last ran,
     and each run of an older generation walks every object that has lived long. A read
     that makes tens of thousands of objects (the checkpoints of a long history, their
-    states and writes) sets it off again and again, and the collections it makes then cost
-    a third of the read or more, however few of the objects are garbage. It runs again
+    states and writes) sets it off again and again, and in a process holding a few hundred
+    thousand objects the collections it makes then cost a third of the read, however few of
+    the objects are garbage. It runs again
     after the block, as it would have.
 
     Reentrant and safe across threads: the collector is enabled again when the last thread
