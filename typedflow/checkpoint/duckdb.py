@@ -298,7 +298,8 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     A read of many steps (a history, or a load whose growing fields are put back together
     from many rows) pauses Python's cyclic garbage collector while it makes the checkpoints,
     for the whole process: the collections it would set off walk every long-lived object, and
-    cost a third of such a read in a process holding a few hundred thousand of them. The collector runs again after the read, unless the application had disabled it.
+    cost a third of such a read in a process holding a few hundred thousand of them. The
+    collector runs again after the read, unless the application had disabled it.
 
     Args:
         schema: The state schema.
