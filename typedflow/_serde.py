@@ -120,6 +120,43 @@ def _structure_bool(value: object, _: object) -> bool:
     raise TypeError(f"expected a bool, got {type(value).__qualname__}")
 
 
+_SCALAR_HOOKS: Final = (_structure_str, _structure_int, _structure_float, _structure_bool)
+
+
+def _is_scalar_subclass(tp: object) -> bool:
+    """An enum, or a subclass of ``str``, ``int``, ``float`` or ``bool`` (not one of them)."""
+    return (
+        isinstance(tp, type)
+        and tp not in (str, int, float, bool)
+        and (issubclass(tp, enum.Enum) or issubclass(tp, str | int | float))
+    )
+
+
+def _subclass_hook(tp: type[Any]) -> Callable[[object, object], object]:
+    """The structure hook of an enum (its member of the stored value) or of a subclass of a
+    scalar (the stored value, checked as the scalar is, made an instance of the class)."""
+    if issubclass(tp, enum.Enum):
+
+        def structure_enum(value: object, _: object) -> object:
+            try:
+                member = tp(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a value of {tp.__qualname__}") from None
+            # Enum lookup compares by ==, and True == 1: a bool is no member's int value.
+            if isinstance(value, bool) != isinstance(member.value, bool):
+                raise ValueError(f"{value!r} is not a value of {tp.__qualname__}")
+            return member
+
+        return structure_enum
+    scalar = next(s for s in (str, int, float) if issubclass(tp, s))  # bool has no subclasses
+    check = {str: _structure_str, int: _structure_int, float: _structure_float}[scalar]
+
+    def structure_subclass(value: object, _: object) -> object:
+        return tp(check(value, scalar))
+
+    return structure_subclass
+
+
 def _structure_datetime(value: object, _: object) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return value
@@ -471,6 +508,11 @@ def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: dict[int, obje
             "give it a concrete type (an attrs class, a scalar, a tuple, ...)"
         )
     if isinstance(tp, type) and (issubclass(tp, _SCALARS) or issubclass(tp, enum.Enum)):
+        # The hooks of str, int, float and bool would take their subclasses too (an IntEnum
+        # is an int) and load a plain int: such a class gets a hook of its own, unless the
+        # converter has one for it.
+        if _is_scalar_subclass(tp) and conv.get_structure_hook(tp) in _SCALAR_HOOKS:
+            conv.register_structure_hook(tp, _subclass_hook(tp))
         return
     if _is_unset(tp):
         return

@@ -284,12 +284,36 @@ def column_for(
 
 
 def _values_column(values: list[Any]) -> Column:
+    """The column of a ``Literal``'s or an ``Enum``'s values. A value of the plain kinds
+    (text, numbers, booleans) that is not one of them fails its save: the converter would
+    refuse to load it, and the thread could then not be loaded at all."""
     kinds = {type(v) for v in values}
+    column = JSON_COLUMN
     if len(kinds) == 1:
         kind = next(iter(kinds))
         if kind in (str, int, bool, float):
-            return _SCALAR_COLUMNS[kind]
-    return JSON_COLUMN
+            column = _SCALAR_COLUMNS[kind]
+    if not kinds <= {str, int, bool, float}:
+        return column  # members of an Enum in a Literal, say: dumped otherwise
+    # With its kind: 1 == True, but Literal[1] does not admit True.
+    allowed = frozenset((_kind(v), v) for v in values)
+    shown = ", ".join(map(repr, values))
+    encode_value = column.encode
+
+    def encode(value: Any) -> Any:
+        if value is not None and (_kind(value), value) not in allowed:
+            raise ValueError(f"expected one of {shown}, got {value!r}")
+        return encode_value(value)
+
+    return attrs.evolve(column, encode=encode, plain=False)
+
+
+def _kind(value: Any) -> type:
+    """The plain type a value is an instance of (a StrEnum's member is a str)."""
+    for kind in (bool, str, int, float):
+        if isinstance(value, kind):
+            return kind
+    return type(value)
 
 
 def _list(item: Column) -> Column:
