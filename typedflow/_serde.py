@@ -82,6 +82,7 @@ def _install(conv: cattrs.Converter) -> None:
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook_func(_is_scalar_union, _structure_scalar_union)
     conv.register_unstructure_hook_factory(_has_unset, _unset_unstructure_factory(conv))
     conv.register_structure_hook_factory(_has_unset, _unset_structure_factory(conv))
 
@@ -118,6 +119,36 @@ def _structure_bool(value: object, _: object) -> bool:
     if isinstance(value, bool):
         return value
     raise TypeError(f"expected a bool, got {type(value).__qualname__}")
+
+
+_PLAIN_SCALARS: Final = (bool, str, int, float)
+"""The scalars a union may mix: plain data keeps which one a value is (JSON text too)."""
+
+
+def _is_scalar_union(tp: object) -> bool:
+    """A union of several of ``str``, ``int``, ``float``, ``bool`` (and maybe None)."""
+    args = _union_args(tp)
+    if args is None:
+        return False
+    members = [a for a in args if a is not type(None)]
+    return len(members) > 1 and all(any(a is k for k in _PLAIN_SCALARS) for a in members)
+
+
+def _structure_scalar_union(value: object, tp: object) -> object:
+    """A value of a union of scalars: the member the value is (an int for ``float | str``
+    is a float, as JSON may write 1.0 as 1). cattrs has no hook for such a union."""
+    args = _union_args(tp) or ()
+    if value is None and type(None) in args:
+        return None
+    for kind in _PLAIN_SCALARS:  # bool first: a bool is an int too
+        if isinstance(value, kind):
+            if kind in args:
+                return value
+            if kind is int and float in args:
+                return float(value)
+            break
+    names = " | ".join("None" if a is type(None) else getattr(a, "__name__", repr(a)) for a in args)
+    raise TypeError(f"expected {names}, got {type(value).__qualname__}")
 
 
 _SCALAR_HOOKS: Final = (_structure_str, _structure_int, _structure_float, _structure_bool)
@@ -522,6 +553,16 @@ def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: dict[int, obje
         _prepare(conv, _without_unset(tp), path, seen)
         return
     if args is not None:
+        if (
+            len([a for a in args if a is not type(None)]) > 1
+            and not _attrs_union(tp)
+            and not _is_scalar_union(tp)
+        ):
+            raise SchemaError(
+                f"{path} is typed {_type_name(tp)}: typedflow could not tell which member a "
+                "stored value is when it loads it; use one type, a union of attrs classes "
+                "(stored with a tag), or a union of str, int, float and bool"
+            )
         if _attrs_union(tp):
             members = tuple(a for a in args if a is not type(None))
             union = functools.reduce(lambda a, b: a | b, members)  # type: ignore[operator]  # attrs classes support |
@@ -548,6 +589,12 @@ def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: dict[int, obje
         return
     if origin in (dict, Mapping, typing.Mapping):
         key, val = typing.get_args(tp)
+        if not _plain_key(key):
+            raise SchemaError(
+                f"{path} is a dict whose keys are typed {_type_name(key)}: typedflow stores a "
+                "dict's keys as text or numbers; key it by str, int, float, bool, an enum, a "
+                "Literal, a date, datetime or time, Decimal or bytes (one type, not None)"
+            )
         _prepare(conv, key, f"{path}{{key}}", seen)
         _prepare(conv, val, f"{path}{{}}", seen)
         return
@@ -560,6 +607,23 @@ def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: dict[int, obje
         f"{path} has type {tp!r}, which typedflow cannot store; use scalars, enums, "
         "Literal, attrs classes, tuple/list/frozenset, dict, or a union of these"
     )
+
+
+def _plain_key(tp: object) -> bool:
+    """Whether values of ``tp`` can key a stored dict: stored as text or a number, and
+    hashable as they are loaded."""
+    if typing.get_origin(tp) is typing.Annotated:
+        return _plain_key(typing.get_args(tp)[0])
+    if typing.get_origin(tp) is Literal:
+        return True
+    return isinstance(tp, type) and issubclass(
+        tp, (str, int, float, enum.Enum, dt.date, dt.time, Decimal, bytes)
+    )
+
+
+def _type_name(tp: object) -> str:
+    """How a type reads in an error: its name, or its written form."""
+    return tp.__qualname__ if isinstance(tp, type) else repr(tp).replace("typing.", "")
 
 
 def _configure_optional(conv: cattrs.Converter, optional: object, union: object) -> None:

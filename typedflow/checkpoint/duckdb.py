@@ -78,6 +78,7 @@ from typedflow.errors import (
     CheckpointError,
     ConflictError,
     IncompatibleSchemaError,
+    SchemaError,
     SerializationError,
     StepNotFoundError,
     StoreLockedError,
@@ -421,6 +422,11 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def _plan_columns(self) -> None:
         hints = typing.get_type_hints(self._schema)
         fields = attrs.fields(self._schema)  # type: ignore[arg-type]  # schema_info() checked it is an attrs class
+        if not fields:
+            raise SchemaError(
+                f"{self._schema.__qualname__} has no fields, and DuckDB stores the state as a "
+                "STRUCT of its fields (there is no STRUCT of none): give the state a field"
+            )
         self._fields: dict[str, Column] = {a.name: column_for(hints[a.name]) for a in fields}
         self._has_default = {a.name: a.default is not attrs.NOTHING for a in fields}
         self._defaults = {a.name: a.default for a in fields}
@@ -456,7 +462,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._update_plan: tuple[tuple[str, Callable[[Any], Any]], ...] | None = None
         """For an attrs update class whose every field the converter dumps as it is: its
         fields, each with its fast encoder (see :meth:`_update_row`)."""
-        if isinstance(update_type, type) and attrs.has(update_type):
+        # An update class without fields is stored as JSON, like any empty class: DuckDB has
+        # no STRUCT of no fields.
+        if isinstance(update_type, type) and attrs.has(update_type) and attrs.fields(update_type):
             uhints = typing.get_type_hints(update_type)
             ufields = {
                 a.name: column_for(uhints[a.name], skip=is_unset_type)
@@ -587,8 +595,9 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
                 if new[field] != sql:
                     raise IncompatibleSchemaError(
                         f"field {part}.{field} of {name} changed type from {sql} to {new[field]}; "
-                        "stored checkpoints cannot be loaded as the new type: give the new type a "
-                        "new field name, or use a new table=",
+                        "stored checkpoints cannot be loaded as the new type: keep the field as it "
+                        "was and add a field of another name (with a default) for the new type, "
+                        "or use a new table=",
                         field=f"{part}.{field}",
                     )
             for field, sql in new.items():
