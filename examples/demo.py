@@ -7,11 +7,17 @@ step to try the other decision. Then the demo closes the checkpointer, opens
 the file with plain ``duckdb`` (no typedflow) and prints the answers of a few
 of the queries documented in ``docs/sql.md``.
 
-Run it with ``scripts/demo`` or ``python -m examples.demo [file.duckdb]``.
+Run it with ``scripts/demo`` or ``python -m examples.demo [file.duckdb]``. The
+demo starts from a fresh file, so it deletes the file it is given (and its
+``.wal``) first, but only a file that an earlier run of the demo wrote: one
+whose tables and views are all the demo's and whose threads are all the
+demo's. It refuses any other existing file, so that a database of yours given
+by mistake is never lost.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,6 +32,18 @@ QUESTIONS = {
     "walk-oslo": "Shall we walk in Oslo on Monday?",
     "picnic-porto": "A picnic in Porto on Friday?",
 }
+
+TABLE = "agent_state"
+"""The prefix of the demo's tables (the default for ``AgentState``)."""
+
+DEMO_TABLES = frozenset(
+    {"typedflow_threads", "typedflow_tables"}
+    | {f"{TABLE}_{kind}" for kind in ("checkpoints", "updates", "log", "states", "writes")}
+)
+"""The tables and views a file written by the demo holds, and nothing else."""
+
+DEMO_THREADS = frozenset({*QUESTIONS, "dinner-rome", "lunch-lisbon-declined"})
+"""The threads the demo writes."""
 
 QUERIES = {
     "threads, their last step and status": """
@@ -62,9 +80,41 @@ QUERIES = {
 }
 
 
+def why_not_replace(path: Path) -> str | None:
+    """Why the demo must not delete ``path`` (and its ``.wal``); None when it may.
+
+    The demo deletes only what an earlier run of it wrote: a DuckDB file whose tables and
+    views are all the demo's and whose threads are all the demo's (an unfinished earlier run
+    included). Anything else may be a file of the user's, given by mistake.
+    """
+    wal = path.with_name(path.name + ".wal")
+    if not path.exists():
+        if wal.exists():
+            return f"{wal} exists without {path.name}"
+        return None
+    if not path.is_file():
+        return f"{path} exists and is not a file"
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        return f"{path} exists and DuckDB cannot open it ({exc})"
+    try:
+        names = {
+            row[0] for row in con.sql("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+        if "typedflow_threads" not in names or not names <= DEMO_TABLES:
+            return f"{path} exists and holds tables the demo did not make"
+        threads = {row[0] for row in con.sql("SELECT thread_id FROM typedflow_threads").fetchall()}
+        if not threads <= DEMO_THREADS:
+            return f"{path} exists and holds threads the demo did not write"
+    finally:
+        con.close()
+    return None
+
+
 def run(path: Path) -> None:
     """Write the demo's threads into ``path``."""
-    with DuckDBCheckpointer(AgentState, path) as checkpointer:
+    with DuckDBCheckpointer(AgentState, path, table=TABLE) as checkpointer:
         runner = build_runner(checkpointer)
         for thread_id, question in QUESTIONS.items():
             state = run_thread(runner, thread_id, question, approve=thread_id != "walk-oslo")
@@ -104,14 +154,33 @@ def report(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the demo on a fresh file (``runs.duckdb`` unless given) and print the report."""
+    """Run the demo on a fresh file (``runs.duckdb`` unless given) and print the report.
+
+    Raises:
+        SystemExit: more than one argument, or the file exists and is not one the demo
+            wrote (nothing is deleted).
+    """
     args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0] if args else "runs.duckdb")
+    if len(args) > 1:
+        raise SystemExit("usage: python -m examples.demo [file.duckdb]")
+    path = Path(args[0] if args else "runs.duckdb").absolute()
+    refusal = why_not_replace(path)
+    if refusal is not None:
+        raise SystemExit(
+            f"demo: {refusal}. The demo deletes the file it writes to before it runs, so it "
+            "only replaces a file an earlier demo wrote: give it a new path."
+        )
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)
     run(path)
     report(path)
-    print(f"\nThe history is in {path}: open it with `duckdb {path}` and see docs/sql.md.")
+    print(f"\nThe history is in {path}; docs/sql.md describes its tables and more queries.")
+    print("Read it from Python (the duckdb module is installed with typedflow[duckdb]):")
+    print("    import duckdb")
+    print(f"    con = duckdb.connect({str(path)!r}, read_only=True)")
+    print('    con.sql("SELECT thread_id, step, status FROM agent_state_checkpoints").show()')
+    print("or with the DuckDB command-line tool, which is installed separately (see duckdb.org):")
+    print(f"    duckdb -readonly {shlex.quote(str(path))}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -11,6 +12,7 @@ import pytest
 
 from examples import agent, demo, quickstart
 from typedflow import RESUME_WRITER, Completed, InMemoryCheckpointer, Interrupted
+from typedflow.checkpoint.duckdb import DuckDBCheckpointer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,6 +80,68 @@ def test_demo_writes_a_file_that_sql_reads(
     finally:
         con.close()
     assert threads == (5,)
+
+
+def test_demo_replaces_a_file_it_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    demo.main(["runs.duckdb"])  # a relative path is taken from the working directory
+    demo.main([str(tmp_path / "runs.duckdb")])
+    out = capsys.readouterr().out
+    assert f"The history is in {tmp_path / 'runs.duckdb'};" in out
+    assert "installed separately" in out
+    con = duckdb.connect(str(tmp_path / "runs.duckdb"), read_only=True)
+    try:
+        threads = con.execute("SELECT count(*) FROM typedflow_threads").fetchone()
+    finally:
+        con.close()
+    assert threads == (5,)
+
+
+def _user_database(path: Path) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE TABLE notes (text VARCHAR)")
+        con.execute("INSERT INTO notes VALUES ('keep me')")
+    finally:
+        con.close()
+
+
+def _other_threads(path: Path) -> None:
+    # The demo's tables, but a thread the demo does not write: someone's own agent runs.
+    with DuckDBCheckpointer(agent.AgentState, path) as checkpointer:
+        agent.run_thread(agent.build_runner(checkpointer), "mine", "Lunch?", approve=True)
+
+
+def _text_file(path: Path) -> None:
+    path.write_text("not a database\n", encoding="utf-8")
+
+
+def _stray_wal(path: Path) -> None:
+    path.with_name(path.name + ".wal").write_bytes(b"a write-ahead log without its file")
+
+
+@pytest.mark.parametrize("make", [_user_database, _other_threads, _text_file, _stray_wal])
+def test_demo_refuses_a_file_it_did_not_write(
+    make: Callable[[Path], None], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mine.duckdb"
+    make(path)
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(SystemExit) as raised:
+        demo.main([str(path)])
+    assert raised.value.code not in (0, None)
+    assert "give it a new path" in str(raised.value.code)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert capsys.readouterr().out == ""
+
+
+def test_demo_refuses_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="is not a file"):
+        demo.main([str(tmp_path)])
+    assert tmp_path.is_dir()
 
 
 @pytest.mark.parametrize("module", ["examples.quickstart", "examples.agent", "examples.demo"])

@@ -7,6 +7,7 @@ import asyncio
 import collections
 import contextlib
 import datetime
+import enum
 import re
 import shutil
 import subprocess
@@ -487,3 +488,108 @@ def test_the_states_view_carries_what_comes_next_and_why(database: Path) -> None
     assert columns[-3:] == ["next", "reason", "metadata"]
     assert differing == [(0,)]
     assert rows[0][0] > 0  # the file has interrupted or failed steps, which say why
+
+
+class Level(enum.Enum):
+    """An enum key of a MAP column: ``LOW`` and ``HIGH``."""
+
+    LOW = "low"
+    HIGH = "high"
+
+
+@attrs.frozen
+class Bump:
+    """Sets every field of :class:`Shapes` at once."""
+
+    by: int = 1
+
+
+@attrs.frozen
+class Shapes(StateSchema[Bump]):
+    """Sets and non-str dict keys, as the type map of docs/sql.md lists them."""
+
+    schema_version = 3
+    tags: set[int] = attrs.field(factory=set)
+    names: frozenset[str] = frozenset()
+    by_id: dict[int, str] = attrs.field(factory=dict)
+    by_level: dict[Level, int] = attrs.field(factory=dict)
+
+    def apply(self, update: Bump) -> Shapes:
+        return Shapes(
+            tags={update.by, 2},
+            names=frozenset({"a"}),
+            by_id={update.by: "one"},
+            by_level={Level.HIGH: update.by},
+        )
+
+
+@Shapes.node
+def bump(state: Shapes) -> Bump:
+    return Bump(1)
+
+
+def test_sets_and_dict_keys_are_stored_as_documented(tmp_path: Path) -> None:
+    path = tmp_path / "shapes.duckdb"
+    with DuckDBCheckpointer(Shapes, path) as cp:
+        Runner(Shapes, nodes=[bump], entry="bump", checkpointer=cp).invoke(Shapes(), thread_id="s")
+        state = cp.load("s").state
+    assert state == Shapes(
+        tags={1, 2}, names=frozenset({"a"}), by_id={1: "one"}, by_level={Level.HIGH: 1}
+    )
+    assert type(state.tags) is set
+    assert type(state.names) is frozenset
+    with reading(path) as con:
+        state_type = con.sql(
+            "SELECT data_type FROM duckdb_columns() "
+            "WHERE table_name = 'shapes_checkpoints' AND column_name = 'state'"
+        ).fetchall()
+        row = con.sql(
+            "SELECT list_sort(state.tags), state.by_id[1], state.by_level['high'] "
+            "FROM shapes_checkpoints WHERE step = 1"
+        ).fetchall()
+        versions = con.sql(
+            "SELECT t.schema_name, t.schema_version, c.schema_version FROM typedflow_threads t "
+            "JOIN shapes_checkpoints c USING (thread_id) WHERE c.step = 1"
+        ).fetchall()
+    assert state_type == [
+        (
+            'STRUCT(tags BIGINT[], "names" VARCHAR[], by_id MAP(BIGINT, VARCHAR), '
+            "by_level MAP(VARCHAR, BIGINT))",
+        )
+    ]
+    assert row == [([1, 2], "one", 1)]
+    assert versions == [("Shapes", 3, 3)]
+
+
+class Outer:
+    """Holds a schema class, whose qualified name is ``Outer.Inner``."""
+
+    @attrs.frozen
+    class Inner(StateSchema[Bump]):
+        """A schema defined in a class."""
+
+        n: int = 0
+
+        def apply(self, update: Bump) -> Outer.Inner:
+            return Outer.Inner(self.n + update.by)
+
+
+def test_tables_are_named_after_the_qualified_name() -> None:
+    def make() -> type[Outer.Inner]:
+        @attrs.frozen
+        class LocalState(Outer.Inner):
+            pass
+
+        return LocalState
+
+    local = make()
+    with DuckDBCheckpointer(Outer.Inner, ":memory:") as cp:
+        assert cp.table == "outer_inner"
+    with DuckDBCheckpointer(local, ":memory:") as cp:
+        assert cp.table == (
+            "test_tables_are_named_after_the_qualified_name_<locals>_make_<locals>_local_state"
+        )
+        counted = cp.connection.sql(f'SELECT count(*) FROM "{cp.table}_checkpoints"').fetchall()
+        assert counted == [(0,)]  # a name with <locals> must be quoted
+    with DuckDBCheckpointer(local, ":memory:", table="local") as cp:
+        assert cp.connection.sql("SELECT count(*) FROM local_checkpoints").fetchall() == [(0,)]
