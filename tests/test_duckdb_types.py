@@ -116,6 +116,7 @@ def test_a_union_typedflow_cannot_tell_apart_is_refused_naming_the_field(tp: obj
         (Literal["a", "b"], "b"),
         (dt.date, dt.date(2025, 1, 2)),
         (dt.datetime, dt.datetime(2025, 1, 2, 3, 4, tzinfo=dt.UTC)),
+        (dt.time, dt.time(3, 4, 5)),
         (Decimal, Decimal("1.25")),
         (bytes, b"\x00k"),
     ],
