@@ -293,6 +293,7 @@ def _inspect(schema: type[StateSchema[Any]]) -> SchemaInfo:
                         f"in state schema {name} (its fields: {sorted(field_names)}); rename it, "
                         f"or define {name}.apply()"
                     )
+            _check_replaced_types(schema, cls, reducers)
     return SchemaInfo(
         schema=schema,
         update_type=update_type,
@@ -307,6 +308,59 @@ def _inspect(schema: type[StateSchema[Any]]) -> SchemaInfo:
             if not issubclass(cls, list | tuple | Goto | Interrupt | types.NoneType)
         ),
     )
+
+
+def _check_replaced_types(
+    schema: type, update_class: type, reducers: Mapping[str, Callable[[Any, Any], Any]]
+) -> None:
+    """Refuse an update field that the derived ``apply`` puts into the state field of its
+    name (the default reducer, ``replace``) when its values clearly cannot be that field's:
+    mypy does not relate the two classes. Judged only where both are classes or unions of
+    classes (``int`` fits ``float``, as for mypy); anything else is left alone."""
+    try:
+        state_hints = typing.get_type_hints(schema)
+        update_hints = typing.get_type_hints(update_class)
+    except (NameError, TypeError):  # names only the module's own code can resolve
+        return
+    for fname in _update_field_names(update_class):
+        if reducers.get(fname) is not replace or fname not in state_hints:
+            continue
+        given = [m for m in _members(update_hints[fname]) if not _is_unset_member(m)]
+        wanted = _members(state_hints[fname])
+        if not all(isinstance(m, type) for m in (*given, *wanted)):
+            continue
+        misfit = [
+            m
+            for m in given
+            if not any(issubclass(m, w) or (m is int and w is float) for w in wanted)
+        ]
+        if misfit:
+            raise SchemaError(
+                f"update field {update_class.__qualname__}.{fname} is typed "
+                f"{' | '.join(map(_type_text, given))}, but it replaces {schema.__qualname__}."
+                f"{fname}, typed {_type_text(state_hints[fname])}, which cannot hold a value of "
+                f"{', '.join(_type_text(m) for m in misfit)}: make the types agree, give the "
+                f"field another reducer, or define {schema.__qualname__}.apply()"
+            )
+
+
+def _members(tp: object) -> tuple[object, ...]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        return typing.get_args(tp)
+    return (tp,)
+
+
+def _is_unset_member(tp: object) -> bool:
+    return typing.get_origin(tp) is Literal and all(
+        a is _UnsetType.UNSET for a in typing.get_args(tp)
+    )
+
+
+def _type_text(tp: object) -> str:
+    if tp is type(None):
+        return "None"
+    return tp.__qualname__ if isinstance(tp, type) else repr(tp).replace("typing.", "")
 
 
 @functools.cache
