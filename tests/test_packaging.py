@@ -127,6 +127,7 @@ def test_the_wheel_holds_the_package_and_its_py_typed_marker(wheel: Path) -> Non
     # The README is the package's description on the index, where a link to a path of
     # the repository leads nowhere: it names those paths instead.
     description = metadata.get_payload()
+    assert isinstance(description, str)  # a single-part message: its payload is the text
     assert "## DuckDB: durable, queryable history" in description
     relative = re.findall(r"\]\((?!https?://|#)([^)]*)\)", description)
     assert relative == [], relative
