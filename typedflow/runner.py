@@ -182,8 +182,9 @@ class Runner(Generic[S]):
             NodeTimeoutError (sync nodes cannot be stopped and are not timed out).
 
     Raises:
-        GraphError: the graph cannot run (unknown, duplicate or missing nodes, bad limits).
+        GraphError: the graph cannot run (unknown, duplicate or missing nodes, ...).
         SchemaError: the schema cannot be used.
+        ValueError: ``step_limit``, ``concurrency`` or ``node_timeout`` is out of range.
     """
 
     def __init__(
@@ -239,14 +240,14 @@ class Runner(Generic[S]):
         self._interrupt_after = frozenset(interrupt_after)
         self._check_names(tuple(self._interrupt_before), "interrupt_before")
         self._check_names(tuple(self._interrupt_after), "interrupt_after")
-        if step_limit < 1:
-            raise GraphError(f"step_limit must be a whole number of at least 1, got {step_limit!r}")
+        # Limits out of range are argument errors (ValueError), not graph errors.
+        _check_step_limit(step_limit)
         if concurrency < 1:
-            raise GraphError(
+            raise ValueError(
                 f"concurrency must be a whole number of at least 1, got {concurrency!r}"
             )
         if node_timeout is not None and not node_timeout > 0:
-            raise GraphError(
+            raise ValueError(
                 f"node_timeout must be a positive number of seconds, got {node_timeout!r}"
             )
         if checkpointer is not None and checkpointer.schema is not schema:
@@ -468,8 +469,7 @@ class Runner(Generic[S]):
     def _limit(self, step_limit: int | None) -> int:
         if step_limit is None:
             return self._step_limit
-        if step_limit < 1:
-            raise GraphError(f"step_limit must be a whole number of at least 1, got {step_limit!r}")
+        _check_step_limit(step_limit)
         return step_limit
 
     def _resume(
@@ -877,6 +877,11 @@ class Runner(Generic[S]):
             for name, task in tasks.items():
                 out[name] = task.result()
         return out
+
+
+def _check_step_limit(step_limit: int) -> None:
+    if step_limit < 1:
+        raise ValueError(f"step_limit must be a whole number of at least 1, got {step_limit!r}")
 
 
 def _unfinished(
