@@ -45,6 +45,7 @@ from typedflow.checkpoint.base import (
     HistoryCheckpointer,
     Metadata,
     NodeWrite,
+    check_thread_id,
     freeze_metadata,
 )
 from typedflow.errors import (
@@ -300,7 +301,9 @@ class Runner(Generic[S]):
         Raises:
             ConflictError: ``thread_id`` exists already (resume or fork it instead).
             RunError: a node, the reducer or a route failed, or the step limit was reached.
-            TypeError: ``input`` is not of this runner's schema, or ``thread_id`` is empty.
+            TypeError: ``input`` is not of this runner's schema, or ``thread_id`` is not a
+                non-empty str.
+            ValueError: ``step_limit`` is below 1.
         """
         core = self._start(input, thread_id, metadata, step_limit, streaming=False)
         return self._finish(self._events(core))
@@ -377,6 +380,8 @@ class Runner(Generic[S]):
             ConflictError: ``from_step`` is not the latest and no ``as_thread`` was given,
                 or another runner wrote the thread meanwhile.
             UpdateTypeError / ReducerError: the update is of the wrong type or cannot be applied.
+            TypeError: ``thread_id`` or ``as_thread`` is not a str.
+            ValueError: ``step_limit`` is below 1.
         """
         this = cast("Runner[Any]", self)  # the protocol only recovers U and S2 from the receiver
         core = this._resume(thread_id, update, from_step, as_thread, metadata, step_limit)
@@ -448,6 +453,7 @@ class Runner(Generic[S]):
                 f"the input must be a {self._schema.__qualname__}, got {type(input).__qualname__}"
             )
         tid = thread_id if thread_id is not None else _clock.new_thread_id()
+        check_thread_id("thread_id", tid)  # once per run: ids often come from JSON
         if not tid:
             raise TypeError(f"thread_id must be a non-empty str, got {tid!r}")
         meta = freeze_metadata(metadata or {})  # once per run, not once per checkpoint
@@ -481,6 +487,9 @@ class Runner(Generic[S]):
         metadata: Metadata | None,
         step_limit: int | None,
     ) -> _Core:
+        check_thread_id("thread_id", thread_id)
+        if as_thread is not None:
+            check_thread_id("as_thread", as_thread)
         limit = self._limit(step_limit)
         saver = self._saver()
         if from_step is not None:
