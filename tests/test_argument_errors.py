@@ -1,5 +1,6 @@
 """Arguments of the wrong type: the plain builtin TypeError, on every backend alike, naming the
-argument and the type received, before anything is stored.
+argument and the type received, before anything is stored; and update type errors on resume
+and fork that name the thread and the types.
 
 Thread ids often come from untyped data (JSON, a web request), where mypy cannot see an
 ``int``; these tests pass such values through ``cast``.
@@ -16,13 +17,18 @@ import attrs
 import pytest
 
 from typedflow import (
+    RESUME_WRITER,
     Checkpoint,
     HistoryCheckpointer,
     InMemoryCheckpointer,
     Interrupted,
+    ParentRef,
+    ReducerError,
     Runner,
     StateSchema,
+    UpdateTypeError,
 )
+from typedflow.checkpoint.base import FORK_WRITER
 from typedflow.checkpoint.duckdb import DuckDBCheckpointer
 
 
@@ -50,6 +56,8 @@ class Doc(StateSchema[Edit]):
     """The text so far."""
 
     def apply(self, update: Edit) -> Doc:
+        if update.text == "refused":
+            raise ValueError("refused")
         return Doc(body=self.body + update.text)
 
 
@@ -211,3 +219,60 @@ def test_the_reference_backend_checks_ids_itself_at_no_cost_per_save() -> None:
     # It checks where a thread is created or missed, so its save runs unwrapped.
     assert not hasattr(InMemoryCheckpointer.save, "__wrapped__")
     assert hasattr(Recording.save, "__wrapped__")
+
+
+# ----- update type errors on resume and fork -------------------------------------------------
+
+WRONG = cast("Edit", Wrong(text="x"))  # cast: untyped callers may pass anything
+
+
+def test_a_resume_update_of_the_wrong_type_names_the_thread_and_the_types(
+    store: HistoryCheckpointer[Doc],
+) -> None:
+    before = everything(store)
+    with pytest.raises(UpdateTypeError) as info:
+        runner_for(store).resume("t", update=WRONG)
+    message = str(info.value)
+    assert "the resume update Wrong(text='x') (type Wrong) of thread 't' at step 2" in message
+    assert "is not of the update type Edit of Doc" in message
+    assert "<class" not in message
+    assert (info.value.thread_id, info.value.step, info.value.node) == ("t", 2, RESUME_WRITER)
+    assert everything(store) == before
+
+
+def test_a_resume_into_a_new_thread_with_a_wrong_update_leaves_no_fork_behind(
+    store: HistoryCheckpointer[Doc],
+) -> None:
+    before = everything(store)
+    runner = runner_for(store)
+    with pytest.raises(UpdateTypeError) as info:
+        runner.resume("t", from_step=0, as_thread="n", update=WRONG)
+    assert "of thread 'n' at step 1" in str(info.value)
+    assert (info.value.thread_id, info.value.step) == ("n", 1)
+    with pytest.raises(ReducerError) as refused:
+        runner.resume("t", from_step=0, as_thread="n", update=Edit(text="refused"))
+    assert (refused.value.thread_id, refused.value.step) == ("n", 1)
+    assert everything(store) == before
+    done = runner.resume("t", from_step=0, as_thread="n", update=Edit(text="e"))
+    assert done.thread_id == "n"
+    forked = store.history("n")
+    assert forked[-1].parent == ParentRef(thread_id="t", step=0)
+    assert [(c.step, c.state.body) for c in forked][-2:] == [(1, "e"), (0, "")]
+
+
+@pytest.mark.parametrize("via", ["checkpointer", "runner"])
+def test_a_fork_update_of_the_wrong_type_names_the_threads_and_the_types(
+    store: HistoryCheckpointer[Doc], via: str
+) -> None:
+    before = everything(store)
+    fork = runner_for(store).fork if via == "runner" else store.fork
+    with pytest.raises(UpdateTypeError) as info:
+        fork("t", 1, "f", update=WRONG)
+    message = str(info.value)
+    assert (
+        "the fork update Wrong(text='x') (type Wrong) of thread 'f', forked from thread 't' "
+        "at step 1, is not of the update type Edit of Doc"
+    ) in message
+    assert "<class" not in message
+    assert (info.value.thread_id, info.value.step, info.value.node) == ("f", 1, FORK_WRITER)
+    assert everything(store) == before

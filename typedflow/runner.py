@@ -32,6 +32,7 @@ from typedflow import _clock
 from typedflow._engine import (
     Outcome,
     Result,
+    _type_name,
     apply_update,
     failure_of,
     node_failed,
@@ -498,7 +499,7 @@ class Runner(Generic[S]):
             latest = history.load(thread_id)
             cp: Checkpoint[S]
             if as_thread is not None:
-                cp = history.fork(thread_id, origin.step, as_thread, metadata=metadata)
+                cp = origin  # forked below, once the update is known to apply
             elif origin.step == latest.step:
                 cp = latest
             else:
@@ -515,19 +516,29 @@ class Runner(Generic[S]):
             if as_thread is not None:
                 raise GraphError("as_thread= goes with from_step=: name the step to fork from")
             cp = saver.load(thread_id)
-        meta = freeze_metadata(metadata) if metadata is not None else cp.metadata
+        # The thread the run continues in: as_thread (only given with from_step) is a fork.
+        tid = as_thread if as_thread is not None else cp.thread_id
+        state = cp.state
         if update is not None:
             if not self._info.check_update(update):
                 raise UpdateTypeError(
-                    f"the resume update {update!r} is not of the update type "
-                    f"{self._info.update_type!r} of {self._schema.__qualname__}",
-                    thread_id=cp.thread_id,
+                    f"the resume update {update!r} (type {type(update).__qualname__}) of thread "
+                    f"{tid!r} at step {cp.step + 1} is not of the update type "
+                    f"{_type_name(self._info.update_type)} of {self._schema.__qualname__}; "
+                    "nothing was applied or stored: resume with an update of that type, or none",
+                    thread_id=tid,
                     step=cp.step + 1,
                     node=RESUME_WRITER,
                 )
+            # Applied before a fork is stored, so that an update the reducer refuses leaves
+            # no fork behind.
             state = apply_update(
-                cp.state, update, thread_id=cp.thread_id, step=cp.step + 1, node=RESUME_WRITER
+                cp.state, update, thread_id=tid, step=cp.step + 1, node=RESUME_WRITER
             )
+        if as_thread is not None:
+            cp = self._history().fork(thread_id, cp.step, as_thread, metadata=metadata)
+        meta = freeze_metadata(metadata) if metadata is not None else cp.metadata
+        if update is not None:
             cp = Checkpoint(
                 thread_id=cp.thread_id,
                 step=cp.step + 1,

@@ -470,13 +470,17 @@ class HistoryCheckpointer(Checkpointer[S]):
         pending = origin.pending
         state = origin.state
         if update is not None:
-            from typedflow._engine import apply_update
+            from typedflow._engine import _type_name, apply_update
             from typedflow.schema import schema_info
 
-            if not schema_info(this.schema).check_update(update):
+            info = schema_info(this.schema)
+            if not info.check_update(update):
                 raise UpdateTypeError(
-                    f"the fork update {update!r} is not of the update type "
-                    f"{schema_info(this.schema).update_type!r} of {this.schema.__qualname__}",
+                    f"the fork update {update!r} (type {type(update).__qualname__}) of thread "
+                    f"{new_thread_id!r}, forked from thread {thread_id!r} at step {step}, is not "
+                    f"of the update type {_type_name(info.update_type)} of "
+                    f"{this.schema.__qualname__}; nothing was stored: fork with an update of "
+                    "that type, or none",
                     thread_id=new_thread_id,
                     step=step,
                     node=FORK_WRITER,
