@@ -566,15 +566,17 @@ def test_a_thread_id_utf8_cannot_hold_is_refused_clearly(
 
 
 @pytest.mark.parametrize(
-    ("make", "message"),
+    ("make", "error", "message"),
     [
         pytest.param(
             lambda cp: Runner(Paper, nodes=[], entry="write", checkpointer=cp),
+            GraphError,
             "no nodes",
             id="empty-graph",
         ),
         pytest.param(
             lambda cp: runner_for(cp, step_limit=0),
+            ValueError,  # an argument out of range, not a graph mistake
             "step_limit must be a whole number of at least 1, got 0",
             id="step-limit-0",
         ),
@@ -582,6 +584,7 @@ def test_a_thread_id_utf8_cannot_hold_is_refused_clearly(
             lambda cp: Runner(
                 Paper, nodes=[write], entry="write", edges={"write": "missing"}, checkpointer=cp
             ),
+            GraphError,
             "edges['write'] names unknown node 'missing'",
             id="edge-to-missing-node",
         ),
@@ -590,11 +593,13 @@ def test_a_thread_id_utf8_cannot_hold_is_refused_clearly(
 def test_a_graph_that_cannot_run_is_refused_before_anything_is_stored(
     populated: HistoryCheckpointer[Paper],
     make: Callable[[HistoryCheckpointer[Paper]], Runner[Paper]],
+    error: type[Exception],
     message: str,
 ) -> None:
     before = everything(populated)
-    with pytest.raises(GraphError) as info:
+    with pytest.raises(error) as info:
         make(populated)
+    assert type(info.value) is error
     assert message in str(info.value)
     assert everything(populated) == before
 
@@ -613,8 +618,9 @@ def test_a_step_limit_of_zero_per_call_is_refused_before_anything_is_stored(
         lambda: runner.resume("t", update=Edit(text="x"), step_limit=0),
     ]
     for call in calls:
-        with pytest.raises(GraphError, match=r"step_limit .* at least 1, got 0"):
+        with pytest.raises(ValueError, match=r"step_limit .* at least 1, got 0") as info:
             call()
+        assert type(info.value) is ValueError
     assert everything(cp) == before
     assert isinstance(runner.resume("t", step_limit=1), Completed)
 

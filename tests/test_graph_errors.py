@@ -147,9 +147,6 @@ def route_to_b(state: Counter) -> str:
         ),
         pytest.param(lambda: build(nodes=[a, a]), r"two nodes are named 'a'", id="duplicate"),
         pytest.param(lambda: build(nodes=[]), r"no nodes", id="empty"),
-        pytest.param(lambda: build(step_limit=0), r"step_limit .* got 0", id="step-limit-0"),
-        pytest.param(lambda: build(concurrency=0), r"concurrency .* got 0", id="concurrency-0"),
-        pytest.param(lambda: build(node_timeout=0), r"node_timeout .* got 0", id="timeout-0"),
         pytest.param(
             # cast: untyped code; mypy rejects this
             lambda: build(nodes=[a, cast("Node[Counter]", foreign)]),
@@ -182,6 +179,29 @@ def test_a_graph_that_cannot_run(make: Callable[[], Runner[Counter]], message: s
     assert isinstance(info.value, TypeError)
 
 
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(lambda: build(step_limit=0), r"step_limit .* got 0", id="step-limit-0"),
+        pytest.param(lambda: build(step_limit=-1), r"step_limit .* got -1", id="step-limit-neg"),
+        pytest.param(lambda: build(concurrency=0), r"concurrency .* got 0", id="concurrency-0"),
+        pytest.param(lambda: build(concurrency=-2), r"concurrency .* got -2", id="concurrency-neg"),
+        pytest.param(lambda: build(node_timeout=0), r"node_timeout .* got 0", id="timeout-0"),
+        pytest.param(
+            lambda: build(node_timeout=-1.5), r"node_timeout .* got -1.5", id="timeout-neg"
+        ),
+    ],
+)
+def test_a_limit_out_of_range_is_a_plain_value_error(
+    make: Callable[[], Runner[Counter]], message: str
+) -> None:
+    # An argument out of range is the caller's mistake, not the graph's: the README promises
+    # the builtin ValueError for it.
+    with pytest.raises(ValueError, match=message) as info:
+        make()
+    assert type(info.value) is ValueError
+
+
 def test_unknown_names_list_the_known_nodes() -> None:
     with pytest.raises(GraphError) as info:
         build(entry="c")
@@ -190,8 +210,9 @@ def test_unknown_names_list_the_known_nodes() -> None:
 
 def test_a_step_limit_override_below_one_is_refused() -> None:
     runner = build()
-    with pytest.raises(GraphError, match="step_limit"):
+    with pytest.raises(ValueError, match="step_limit") as info:
         runner.invoke(Counter(), step_limit=0)
+    assert type(info.value) is ValueError
 
 
 @pytest.mark.parametrize(

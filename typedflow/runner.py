@@ -32,6 +32,7 @@ from typedflow import _clock
 from typedflow._engine import (
     Outcome,
     Result,
+    _type_name,
     apply_update,
     failure_of,
     node_failed,
@@ -45,6 +46,7 @@ from typedflow.checkpoint.base import (
     HistoryCheckpointer,
     Metadata,
     NodeWrite,
+    check_thread_id,
     freeze_metadata,
 )
 from typedflow.errors import (
@@ -182,8 +184,9 @@ class Runner(Generic[S]):
             NodeTimeoutError (sync nodes cannot be stopped and are not timed out).
 
     Raises:
-        GraphError: the graph cannot run (unknown, duplicate or missing nodes, bad limits).
+        GraphError: the graph cannot run (unknown, duplicate or missing nodes, ...).
         SchemaError: the schema cannot be used.
+        ValueError: ``step_limit``, ``concurrency`` or ``node_timeout`` is out of range.
     """
 
     def __init__(
@@ -239,14 +242,14 @@ class Runner(Generic[S]):
         self._interrupt_after = frozenset(interrupt_after)
         self._check_names(tuple(self._interrupt_before), "interrupt_before")
         self._check_names(tuple(self._interrupt_after), "interrupt_after")
-        if step_limit < 1:
-            raise GraphError(f"step_limit must be a whole number of at least 1, got {step_limit!r}")
+        # Limits out of range are argument errors (ValueError), not graph errors.
+        _check_step_limit(step_limit)
         if concurrency < 1:
-            raise GraphError(
+            raise ValueError(
                 f"concurrency must be a whole number of at least 1, got {concurrency!r}"
             )
         if node_timeout is not None and not node_timeout > 0:
-            raise GraphError(
+            raise ValueError(
                 f"node_timeout must be a positive number of seconds, got {node_timeout!r}"
             )
         if checkpointer is not None and checkpointer.schema is not schema:
@@ -299,7 +302,9 @@ class Runner(Generic[S]):
         Raises:
             ConflictError: ``thread_id`` exists already (resume or fork it instead).
             RunError: a node, the reducer or a route failed, or the step limit was reached.
-            TypeError: ``input`` is not of this runner's schema, or ``thread_id`` is empty.
+            TypeError: ``input`` is not of this runner's schema, or ``thread_id`` is not a
+                non-empty str.
+            ValueError: ``step_limit`` is below 1.
         """
         core = self._start(input, thread_id, metadata, step_limit, streaming=False)
         return self._finish(self._events(core))
@@ -376,6 +381,8 @@ class Runner(Generic[S]):
             ConflictError: ``from_step`` is not the latest and no ``as_thread`` was given,
                 or another runner wrote the thread meanwhile.
             UpdateTypeError / ReducerError: the update is of the wrong type or cannot be applied.
+            TypeError: ``thread_id`` or ``as_thread`` is not a str.
+            ValueError: ``step_limit`` is below 1.
         """
         this = cast("Runner[Any]", self)  # the protocol only recovers U and S2 from the receiver
         core = this._resume(thread_id, update, from_step, as_thread, metadata, step_limit)
@@ -447,6 +454,7 @@ class Runner(Generic[S]):
                 f"the input must be a {self._schema.__qualname__}, got {type(input).__qualname__}"
             )
         tid = thread_id if thread_id is not None else _clock.new_thread_id()
+        check_thread_id("thread_id", tid)  # once per run: ids often come from JSON
         if not tid:
             raise TypeError(f"thread_id must be a non-empty str, got {tid!r}")
         meta = freeze_metadata(metadata or {})  # once per run, not once per checkpoint
@@ -468,8 +476,7 @@ class Runner(Generic[S]):
     def _limit(self, step_limit: int | None) -> int:
         if step_limit is None:
             return self._step_limit
-        if step_limit < 1:
-            raise GraphError(f"step_limit must be a whole number of at least 1, got {step_limit!r}")
+        _check_step_limit(step_limit)
         return step_limit
 
     def _resume(
@@ -481,6 +488,9 @@ class Runner(Generic[S]):
         metadata: Metadata | None,
         step_limit: int | None,
     ) -> _Core:
+        check_thread_id("thread_id", thread_id)
+        if as_thread is not None:
+            check_thread_id("as_thread", as_thread)
         limit = self._limit(step_limit)
         saver = self._saver()
         if from_step is not None:
@@ -489,7 +499,7 @@ class Runner(Generic[S]):
             latest = history.load(thread_id)
             cp: Checkpoint[S]
             if as_thread is not None:
-                cp = history.fork(thread_id, origin.step, as_thread, metadata=metadata)
+                cp = origin  # forked below, once the update is known to apply
             elif origin.step == latest.step:
                 cp = latest
             else:
@@ -506,19 +516,29 @@ class Runner(Generic[S]):
             if as_thread is not None:
                 raise GraphError("as_thread= goes with from_step=: name the step to fork from")
             cp = saver.load(thread_id)
-        meta = freeze_metadata(metadata) if metadata is not None else cp.metadata
+        # The thread the run continues in: as_thread (only given with from_step) is a fork.
+        tid = as_thread if as_thread is not None else cp.thread_id
+        state = cp.state
         if update is not None:
             if not self._info.check_update(update):
                 raise UpdateTypeError(
-                    f"the resume update {update!r} is not of the update type "
-                    f"{self._info.update_type!r} of {self._schema.__qualname__}",
-                    thread_id=cp.thread_id,
+                    f"the resume update {update!r} (type {type(update).__qualname__}) of thread "
+                    f"{tid!r} at step {cp.step + 1} is not of the update type "
+                    f"{_type_name(self._info.update_type)} of {self._schema.__qualname__}; "
+                    "nothing was applied or stored: resume with an update of that type, or none",
+                    thread_id=tid,
                     step=cp.step + 1,
                     node=RESUME_WRITER,
                 )
+            # Applied before a fork is stored, so that an update the reducer refuses leaves
+            # no fork behind.
             state = apply_update(
-                cp.state, update, thread_id=cp.thread_id, step=cp.step + 1, node=RESUME_WRITER
+                cp.state, update, thread_id=tid, step=cp.step + 1, node=RESUME_WRITER
             )
+        if as_thread is not None:
+            cp = self._history().fork(thread_id, cp.step, as_thread, metadata=metadata)
+        meta = freeze_metadata(metadata) if metadata is not None else cp.metadata
+        if update is not None:
             cp = Checkpoint(
                 thread_id=cp.thread_id,
                 step=cp.step + 1,
@@ -877,6 +897,11 @@ class Runner(Generic[S]):
             for name, task in tasks.items():
                 out[name] = task.result()
         return out
+
+
+def _check_step_limit(step_limit: int) -> None:
+    if step_limit < 1:
+        raise ValueError(f"step_limit must be a whole number of at least 1, got {step_limit!r}")
 
 
 def _unfinished(

@@ -29,12 +29,21 @@ delete, prune). The rules every backend keeps, and that the contract suite in
   missing steps :class:`~typedflow.errors.StepNotFoundError`.
 - A failed ``save`` stores nothing of that checkpoint.
 - A backend is safe to share between Python threads and asyncio tasks.
+
+A thread id is a ``str``: ``save``, ``asave``, ``load``, ``load_at``,
+``history``, ``delete``, ``prune`` and ``fork`` given any other id raise the
+builtin ``TypeError`` and store nothing. The base class wraps the methods a
+backend defines to check that, so a backend never sees another id. A backend
+that checks ids itself (with :func:`check_thread_id`, where it creates or
+misses a thread, at no cost per call) says so with
+``class MyBackend(HistoryCheckpointer[S], checks_thread_ids=True)``.
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeAlias, cast, final
 
@@ -57,6 +66,7 @@ __all__ = [
     "HistoryCheckpointer",
     "Metadata",
     "freeze_metadata",
+    "check_thread_id",
     "NodeFailure",
     "NodeWrite",
     "ParentRef",
@@ -238,11 +248,94 @@ class ThreadInfo:
     """Where the thread was forked from, if it is a fork."""
 
 
+def check_thread_id(name: str, value: object) -> None:
+    """Raise the builtin ``TypeError``, naming the argument ``name``, unless ``value`` is a
+    ``str`` (for backends that check thread ids themselves)."""
+    if type(value) is not str and not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {value!r} of type {type(value).__qualname__}")
+
+
+# Wrappers that check thread ids before a backend's method runs. An id that is not a str
+# (an int from JSON, say) would otherwise be stored by one backend and fail deep inside
+# another. For a str the check is one type comparison; anything else (a str subclass, or
+# the mistake) takes check_thread_id().
+
+
+def _checked_save(save: Callable[[Any, Checkpoint[Any]], None]) -> Callable[..., None]:
+    @functools.wraps(save)
+    def checked(self: object, checkpoint: Checkpoint[Any]) -> None:
+        tid: object = checkpoint.thread_id
+        if type(tid) is not str:  # inline, not check_thread_id(): no call for a str
+            check_thread_id("checkpoint.thread_id", tid)
+        return save(self, checkpoint)
+
+    return checked
+
+
+def _checked_asave(
+    asave: Callable[[Any, Checkpoint[Any]], Awaitable[None]],
+) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(asave)
+    async def checked(self: object, checkpoint: Checkpoint[Any]) -> None:
+        tid: object = checkpoint.thread_id
+        if type(tid) is not str:  # inline, not check_thread_id(): no call for a str
+            check_thread_id("checkpoint.thread_id", tid)
+        await asave(self, checkpoint)
+
+    return checked
+
+
+def _checked_by_thread(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def checked(self: object, thread_id: object, *args: Any, **kwargs: Any) -> Any:
+        if type(thread_id) is not str:
+            check_thread_id("thread_id", thread_id)
+        return method(self, thread_id, *args, **kwargs)
+
+    return checked
+
+
+def _checked_fork(fork: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fork)
+    def checked(
+        self: object, thread_id: object, step: int, new_thread_id: object, **kwargs: Any
+    ) -> Any:
+        check_thread_id("thread_id", thread_id)
+        check_thread_id("new_thread_id", new_thread_id)
+        return fork(self, thread_id, step, new_thread_id, **kwargs)
+
+    return checked
+
+
+_CHECKERS: Final[dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = {
+    "save": _checked_save,
+    "asave": _checked_asave,
+    "load": _checked_by_thread,
+    "load_at": _checked_by_thread,
+    "history": _checked_by_thread,
+    "delete": _checked_by_thread,
+    "prune": _checked_by_thread,
+    "fork": _checked_fork,
+}
+
+
 class Checkpointer(ABC, Generic[S]):
     """Saves and loads the latest checkpoint of each thread, for states of schema ``S``.
 
     Usable as a context manager; leaving it calls :meth:`close`.
     """
+
+    def __init_subclass__(cls, *, checks_thread_ids: bool = False, **kwargs: Any) -> None:
+        # Every backend, a user's too, gets the thread id checks: the save, load, ... that
+        # a class defines are wrapped (abstract ones are left to the class that implements
+        # them), unless the class says it checks ids itself.
+        super().__init_subclass__(**kwargs)
+        if checks_thread_ids:
+            return
+        for name, make in _CHECKERS.items():
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__isabstractmethod__", False):
+                setattr(cls, name, make(method))
 
     @property
     @abstractmethod
@@ -368,6 +461,7 @@ class HistoryCheckpointer(Checkpointer[S]):
             ConflictError: ``new_thread_id`` already exists.
             UpdateTypeError: ``update`` is not of the schema's update type.
             ReducerError: the schema's ``apply`` raised on ``update``.
+            TypeError: ``thread_id`` or ``new_thread_id`` is not a str.
         """
         # The receiver is a HistoryCheckpointer; the protocol only recovers U and S2.
         this = cast("HistoryCheckpointer[Any]", self)
@@ -376,13 +470,17 @@ class HistoryCheckpointer(Checkpointer[S]):
         pending = origin.pending
         state = origin.state
         if update is not None:
-            from typedflow._engine import apply_update
+            from typedflow._engine import _type_name, apply_update
             from typedflow.schema import schema_info
 
-            if not schema_info(this.schema).check_update(update):
+            info = schema_info(this.schema)
+            if not info.check_update(update):
                 raise UpdateTypeError(
-                    f"the fork update {update!r} is not of the update type "
-                    f"{schema_info(this.schema).update_type!r} of {this.schema.__qualname__}",
+                    f"the fork update {update!r} (type {type(update).__qualname__}) of thread "
+                    f"{new_thread_id!r}, forked from thread {thread_id!r} at step {step}, is not "
+                    f"of the update type {_type_name(info.update_type)} of "
+                    f"{this.schema.__qualname__}; nothing was stored: fork with an update of "
+                    "that type, or none",
                     thread_id=new_thread_id,
                     step=step,
                     node=FORK_WRITER,

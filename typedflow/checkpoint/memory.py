@@ -11,7 +11,12 @@ import attrs
 
 from typedflow._serde import is_immutable_type
 from typedflow._typing import S
-from typedflow.checkpoint.base import Checkpoint, HistoryCheckpointer, ThreadInfo
+from typedflow.checkpoint.base import (
+    Checkpoint,
+    HistoryCheckpointer,
+    ThreadInfo,
+    check_thread_id,
+)
 from typedflow.errors import CheckpointError, ConflictError, StepNotFoundError, ThreadNotFoundError
 from typedflow.schema import schema_info
 
@@ -43,7 +48,7 @@ class _Thread:
         )
 
 
-class InMemoryCheckpointer(HistoryCheckpointer[S]):
+class InMemoryCheckpointer(HistoryCheckpointer[S], checks_thread_ids=True):
     """Keeps every checkpoint of every thread in memory, for tests and short-lived runs.
 
     States and updates made only of immutable values (frozen attrs classes,
@@ -96,6 +101,8 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
     def _get(self, thread_id: str) -> _Thread:
         thread = self._threads.get(thread_id)
         if thread is None:
+            # Checked only here: a thread that is found has a str id, as save() checks it.
+            check_thread_id("thread_id", thread_id)
             raise ThreadNotFoundError(thread_id)
         return thread
 
@@ -109,6 +116,8 @@ class InMemoryCheckpointer(HistoryCheckpointer[S]):
         with self._lock:
             thread = self._threads.get(checkpoint.thread_id)
             if thread is None:
+                # Checked only for a new thread: every stored thread's id is a str already.
+                check_thread_id("checkpoint.thread_id", checkpoint.thread_id)
                 self._threads[checkpoint.thread_id] = _Thread(
                     first=checkpoint.step,
                     items=[stored],
