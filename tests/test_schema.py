@@ -346,3 +346,89 @@ def test_is_set() -> None:
     update = AllUpdate(total=0)
     assert is_set(update.total)
     assert not is_set(update.name)
+
+
+# ----- update fields that replace a state field of another type ----------------------------
+
+
+@attrs.frozen
+class Retitle:
+    """An update whose ``title`` cannot be the state's."""
+
+    title: int | Unset = UNSET
+
+
+@attrs.frozen
+class Titled(StateSchema[Retitle]):
+    title: str = ""
+
+
+@attrs.frozen
+class Blank:
+    """An update that may set ``title`` to None, which the state's ``title`` is not."""
+
+    title: str | Unset | None = UNSET
+
+
+@attrs.frozen
+class Untitled(StateSchema[Blank]):
+    title: str = ""
+
+
+class Base:
+    """A plain class."""
+
+
+class Derived(Base):
+    """A subclass of it."""
+
+
+@attrs.frozen
+class Fitting:
+    """An update every field of which fits the state's (as mypy would accept)."""
+
+    ratio: int | Unset = UNSET  # an int is a float, for mypy as here
+    count: bool | Unset = UNSET  # a bool is an int
+    note: str | Unset | None = UNSET  # the state's note is optional
+    thing: Derived | Unset = UNSET  # a subclass
+    tags: tuple[str, ...] | Unset = UNSET  # generic: not judged here
+    total: float | Unset = UNSET  # added, not replaced: not judged here
+
+
+@attrs.frozen
+class Fits(StateSchema[Fitting]):
+    ratio: float = 0.0
+    count: int = 0
+    note: str | None = None
+    thing: Base = attrs.field(factory=Base)
+    tags: tuple[str, ...] = ()
+    total: int = field(default=0, reducer=add)
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (
+            Titled,
+            "update field Retitle.title is typed int, but it replaces Titled.title, typed str",
+        ),
+        (
+            Untitled,
+            "update field Blank.title is typed str | None, but it replaces Untitled.title, "
+            "typed str, which cannot hold a value of None",
+        ),
+    ],
+)
+def test_an_update_field_that_cannot_be_the_state_field_it_replaces_is_refused(
+    schema: type[StateSchema[object]], message: str
+) -> None:
+    with pytest.raises(SchemaError) as info:
+        InMemoryCheckpointer(schema)
+    assert message in str(info.value)
+
+
+def test_update_fields_that_fit_the_state_fields_they_replace_are_accepted() -> None:
+    state = Fits().apply(Fitting(ratio=2, count=True, note=None, thing=Derived(), tags=("a",)))
+    assert (state.ratio, state.count, state.note, state.tags) == (2, True, None, ("a",))
+    assert isinstance(state.thing, Derived)
+    InMemoryCheckpointer(Fits)

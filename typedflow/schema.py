@@ -325,9 +325,11 @@ def _check_replaced_types(
     for fname in _update_field_names(update_class):
         if reducers.get(fname) is not replace or fname not in state_hints:
             continue
-        given = [m for m in _members(update_hints[fname]) if not _is_unset_member(m)]
-        wanted = _members(state_hints[fname])
-        if not all(isinstance(m, type) for m in (*given, *wanted)):
+        given_types = [m for m in _members(update_hints[fname]) if not _is_unset_member(m)]
+        wanted_types = _members(state_hints[fname])
+        given = [m for m in given_types if isinstance(m, type)]
+        wanted = [m for m in wanted_types if isinstance(m, type)]
+        if len(given) < len(given_types) or len(wanted) < len(wanted_types):
             continue
         misfit = [
             m
