@@ -38,6 +38,7 @@ from typedflow import (
     StateSchema,
     StepNotFoundError,
     StoreLockedError,
+    ThreadNotFoundError,
     Unset,
     field,
 )
@@ -1045,3 +1046,32 @@ def test_every_save_after_close_is_refused_as_closed(
         with pytest.raises(CheckpointError, match="closed"):
             asyncio.run(cp.asave(chat_checkpoint(thread_id, step)))
     assert not [t for t in threading.enumerate() if t.name.startswith("typedflow chat")]
+
+
+def test_a_thread_of_another_schema_is_named_when_looked_up(tmp_path: Path) -> None:
+    path = tmp_path / "shared.duckdb"
+    with (
+        DuckDBCheckpointer(Chat, path) as chats,
+        DuckDBCheckpointer(Tally, path) as tallies,
+        DuckDBCheckpointer(Chat, path, table="support_chat") as support,
+    ):
+        chats.save(chat_checkpoint("c1", 0))
+        expected = "thread 'c1': it is stored by schema 'Chat', table 'chat' (thread ids"
+        calls: list[Callable[[], object]] = [
+            lambda: tallies.load("c1"),
+            lambda: tallies.load_at("c1", 0),
+            lambda: tallies.history("c1"),
+            lambda: tallies.delete("c1"),
+            lambda: tallies.prune("c1", keep=1),
+            lambda: support.load("c1"),
+        ]
+        for call in calls:
+            with pytest.raises(ThreadNotFoundError) as info:
+                call()
+            assert info.value.stored_by == "schema 'Chat', table 'chat'"
+            assert expected in str(info.value)
+        with pytest.raises(ThreadNotFoundError) as info:
+            tallies.load("nobody")
+        assert info.value.stored_by is None
+        assert "no checkpoint is stored for thread 'nobody'" in str(info.value)
+        assert chats.load("c1").step == 0  # nothing changed

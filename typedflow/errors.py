@@ -128,13 +128,24 @@ class NotFoundError(TypedflowError, LookupError):
 class ThreadNotFoundError(NotFoundError):
     """No checkpoint is stored for this thread id."""
 
-    def __init__(self, thread_id: str) -> None:
-        super().__init__(
-            f"no checkpoint is stored for thread {thread_id!r}; "
-            "start it with invoke(), or list the known threads with threads()"
-        )
+    def __init__(self, thread_id: str, *, stored_by: str | None = None) -> None:
+        if stored_by is None:
+            message = (
+                f"no checkpoint is stored for thread {thread_id!r}; "
+                "start it with invoke(), or list the known threads with threads()"
+            )
+        else:
+            message = (
+                f"no checkpoint of this schema is stored for thread {thread_id!r}: it is stored "
+                f"by {stored_by} (thread ids are unique within a database); read it through a "
+                "checkpointer of that schema and table"
+            )
+        super().__init__(message)
         self.thread_id = thread_id
         """The thread id that was looked up."""
+        self.stored_by = stored_by
+        """Where a backend shared by several schemas found the thread instead (a DuckDB
+        file: the schema and table), or None."""
 
 
 class StepNotFoundError(NotFoundError):

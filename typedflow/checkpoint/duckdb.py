@@ -1178,6 +1178,19 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         self._latest[tid] = cp.step
         self._absent.discard(tid)
 
+    def _not_found(self, thread_id: str) -> ThreadNotFoundError:
+        """(Holding the lock.) The error for a thread this table does not hold, naming the
+        schema and table that do, if another one does (looked up only on this error path)."""
+        row = None
+        if _is_text(thread_id):
+            row = self._con.execute(
+                f"SELECT schema_name, table_name FROM {THREADS} "
+                "WHERE thread_id = ? AND table_name <> ?",
+                [thread_id, self._table],
+            ).fetchone()
+        stored_by = None if row is None else f"schema {row[0]!r}, table {row[1]!r}"
+        return ThreadNotFoundError(thread_id, stored_by=stored_by)
+
     def _other_schema(self, thread_id: str) -> str | None:
         """The schema that uses ``thread_id`` in this database, if not this one."""
         row = self._con.execute(
@@ -2089,7 +2102,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             self._read()
             found = self._locate(thread_id, None)
             if found is None:
-                raise ThreadNotFoundError(thread_id)
+                raise self._not_found(thread_id)
             return self._build(thread_id, found.start, found.latest, found.latest, *found.rowids)[0]
 
     def load_at(self, thread_id: str, step: int) -> Checkpoint[S]:
@@ -2097,7 +2110,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             self._read()
             found = self._locate(thread_id, step)
             if found is None:
-                raise ThreadNotFoundError(thread_id)
+                raise self._not_found(thread_id)
             loaded = (
                 self._build(thread_id, found.start, step, step, *found.rowids)
                 if 0 <= step <= found.latest
@@ -2116,7 +2129,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             self._read()
             found = self._locate(thread_id, None)
             if found is None:
-                raise ThreadNotFoundError(thread_id)
+                raise self._not_found(thread_id)
             last = found.latest if before is None else min(found.latest, before - 1)
             if limit == 0 or last < 0:
                 return []
@@ -2163,7 +2176,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
         with self._lock, _mapped(f"cannot delete thread {thread_id!r}"):
             self._read()
             if self._latest_step(thread_id) is None:
-                raise ThreadNotFoundError(thread_id)
+                raise self._not_found(thread_id)
             con = self._con
             con.execute("BEGIN TRANSACTION")
             try:
@@ -2187,7 +2200,7 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
             self._read()
             latest = self._latest_step(thread_id)
             if latest is None:
-                raise ThreadNotFoundError(thread_id)
+                raise self._not_found(thread_id)
             cutoff = latest - keep + 1
             row = self._con.execute(
                 f"SELECT count(*) FROM {self._cp_table} WHERE thread_id = ? AND step < ?",
