@@ -122,6 +122,7 @@ def bad(value: object) -> Any:
         (Chat(size=bad(True)), "state.size", "expected one of 1, 2, 3, got True"),
         (Chat(key=bad("two")), "state.key", "expected one of 1, 'one', got 'two'"),
         (Chat(key=bad("1")), "state.key", "expected one of 1, 'one', got '1'"),
+        (Chat(size=bad([1])), "state.size", "expected one of 1, 2, 3, got [1]"),
     ],
 )
 def test_a_value_outside_its_literal_is_refused_naming_its_path(

@@ -301,8 +301,13 @@ def _values_column(values: list[Any]) -> Column:
     encode_value = column.encode
 
     def encode(value: Any) -> Any:
-        if value is not None and (_kind(value), value) not in allowed:
-            raise ValueError(f"expected one of {shown}, got {value!r}")
+        if value is not None:
+            try:
+                known = (_kind(value), value) in allowed
+            except TypeError:  # unhashable, so none of them
+                known = False
+            if not known:
+                raise ValueError(f"expected one of {shown}, got {value!r}")
         return encode_value(value)
 
     return attrs.evolve(column, encode=encode, plain=False)
