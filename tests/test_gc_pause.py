@@ -4,6 +4,7 @@ disabled still if the application had disabled it, across threads."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 from collections.abc import Iterator
@@ -89,23 +90,10 @@ def test_no_collection_runs_while_a_long_read_builds_its_checkpoints(
         assert built == []
         assert gc.isenabled()
         # The collector was eager enough to run during the read had it not been paused.
-        monkeypatch.setattr(backend, "collector_paused", _not_paused)
+        monkeypatch.setattr(backend, "collector_paused", contextlib.nullcontext)
         collector.clear()
         cp.history("t")
         assert collector
-
-
-@attrs.frozen
-class _NotPaused:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _not_paused() -> _NotPaused:
-    return _NotPaused()
 
 
 def test_the_collector_runs_again_after_a_read_that_fails(

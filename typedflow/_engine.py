@@ -4,10 +4,11 @@ return, applying updates through the reducer, and describing failures."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
 
+from typedflow._typing import type_name
 from typedflow.checkpoint.base import NodeFailure, NodeWrite
 from typedflow.errors import NodeError, ReducerError, UpdateTypeError
 from typedflow.nodes import Goto, Interrupt
@@ -86,7 +87,7 @@ def outcome_of(
             exc = UpdateTypeError(
                 f"node {node!r} returned {item!r}{where} (type {type(item).__qualname__}) at "
                 f"step {step} of thread {thread_id!r}; a node of {info.schema.__qualname__} "
-                f"must return {_type_name(info.update_type)}, a list of them, Goto, Interrupt "
+                f"must return {type_name(info.update_type)}, a list of them, Goto, Interrupt "
                 "or None",
                 thread_id=thread_id,
                 step=step,
@@ -119,7 +120,3 @@ def apply_update(state: S, update: object, *, thread_id: str, step: int, node: s
             node=node,
         )
     return new
-
-
-def _type_name(tp: Any) -> str:
-    return tp.__qualname__ if isinstance(tp, type) else repr(tp)

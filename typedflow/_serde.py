@@ -32,7 +32,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.strategies import configure_tagged_union
 
-from typedflow._typing import S
+from typedflow._typing import S, type_name
 from typedflow.checkpoint.base import Checkpoint, NodeFailure, NodeWrite, ParentRef
 from typedflow.errors import SchemaError, SerializationError
 from typedflow.schema import UNSET, _UnsetType, schema_info
@@ -559,7 +559,7 @@ def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: dict[int, obje
             and not _is_scalar_union(tp)
         ):
             raise SchemaError(
-                f"{path} is typed {_type_name(tp)}: typedflow could not tell which member a "
+                f"{path} is typed {type_name(tp)}: typedflow could not tell which member a "
                 "stored value is when it loads it; use one type, a union of attrs classes "
                 "(stored with a tag), or a union of str, int, float and bool"
             )
@@ -591,7 +591,7 @@ def _prepare(conv: cattrs.Converter, tp: object, path: str, seen: dict[int, obje
         key, val = typing.get_args(tp)
         if not _plain_key(key):
             raise SchemaError(
-                f"{path} is a dict whose keys are typed {_type_name(key)}: typedflow stores a "
+                f"{path} is a dict whose keys are typed {type_name(key)}: typedflow stores a "
                 "dict's keys as text or numbers; key it by str, int, float, bool, an enum, a "
                 "Literal, a date, datetime or time, Decimal or bytes (one type, not None)"
             )
@@ -619,11 +619,6 @@ def _plain_key(tp: object) -> bool:
     return isinstance(tp, type) and issubclass(
         tp, (str, int, float, enum.Enum, dt.date, dt.time, Decimal, bytes)
     )
-
-
-def _type_name(tp: object) -> str:
-    """How a type reads in an error: its name, or its written form."""
-    return tp.__qualname__ if isinstance(tp, type) else repr(tp).replace("typing.", "")
 
 
 def _configure_optional(conv: cattrs.Converter, optional: object, union: object) -> None:

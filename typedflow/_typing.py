@@ -81,3 +81,11 @@ class HasState(Protocol[U_contra]):
 
     @property
     def state(self) -> Applies[U_contra, Any]: ...
+
+
+def type_name(tp: object) -> str:
+    """How a type reads in a message: a class by its qualified name, ``None`` as None, any
+    other form as written (``int | None``, ``tuple[int, ...]``)."""
+    if tp is type(None):
+        return "None"
+    return tp.__qualname__ if isinstance(tp, type) else repr(tp).replace("typing.", "")

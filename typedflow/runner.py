@@ -32,13 +32,12 @@ from typedflow import _clock
 from typedflow._engine import (
     Outcome,
     Result,
-    _type_name,
     apply_update,
     failure_of,
     node_failed,
     outcome_of,
 )
-from typedflow._typing import S2, HasSchema, S, S_co, U
+from typedflow._typing import S2, HasSchema, S, S_co, U, type_name
 from typedflow.checkpoint.base import (
     RESUME_WRITER,
     Checkpoint,
@@ -524,7 +523,7 @@ class Runner(Generic[S]):
                 raise UpdateTypeError(
                     f"the resume update {update!r} (type {type(update).__qualname__}) of thread "
                     f"{tid!r} at step {cp.step + 1} is not of the update type "
-                    f"{_type_name(self._info.update_type)} of {self._schema.__qualname__}; "
+                    f"{type_name(self._info.update_type)} of {self._schema.__qualname__}; "
                     "nothing was applied or stored: resume with an update of that type, or none",
                     thread_id=tid,
                     step=cp.step + 1,

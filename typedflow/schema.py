@@ -42,7 +42,7 @@ from typing import (
 import attrs
 from typing_extensions import TypeIs
 
-from typedflow._typing import F, S, U, V
+from typedflow._typing import F, S, U, V, type_name
 from typedflow.errors import SchemaError
 from typedflow.nodes import Goto, Interrupt
 from typedflow.reducers import replace
@@ -339,9 +339,9 @@ def _check_replaced_types(
         if misfit:
             raise SchemaError(
                 f"update field {update_class.__qualname__}.{fname} is typed "
-                f"{' | '.join(map(_type_text, given))}, but it replaces {schema.__qualname__}."
-                f"{fname}, typed {_type_text(state_hints[fname])}, which cannot hold a value of "
-                f"{', '.join(_type_text(m) for m in misfit)}: make the types agree, give the "
+                f"{' | '.join(map(type_name, given))}, but it replaces {schema.__qualname__}."
+                f"{fname}, typed {type_name(state_hints[fname])}, which cannot hold a value of "
+                f"{', '.join(type_name(m) for m in misfit)}: make the types agree, give the "
                 f"field another reducer, or define {schema.__qualname__}.apply()"
             )
 
@@ -357,12 +357,6 @@ def _is_unset_member(tp: object) -> bool:
     return typing.get_origin(tp) is Literal and all(
         a is _UnsetType.UNSET for a in typing.get_args(tp)
     )
-
-
-def _type_text(tp: object) -> str:
-    if tp is type(None):
-        return "None"
-    return tp.__qualname__ if isinstance(tp, type) else repr(tp).replace("typing.", "")
 
 
 @functools.cache

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeAlias, cast,
 import attrs
 
 from typedflow import _clock
-from typedflow._typing import S2, HasSchema, HasState, S, S_co, U, U_co
+from typedflow._typing import S2, HasSchema, HasState, S, S_co, U, U_co, type_name
 from typedflow.errors import ConflictError, ThreadNotFoundError, UpdateTypeError
 
 if TYPE_CHECKING:
@@ -470,7 +470,7 @@ class HistoryCheckpointer(Checkpointer[S]):
         pending = origin.pending
         state = origin.state
         if update is not None:
-            from typedflow._engine import _type_name, apply_update
+            from typedflow._engine import apply_update
             from typedflow.schema import schema_info
 
             info = schema_info(this.schema)
@@ -478,7 +478,7 @@ class HistoryCheckpointer(Checkpointer[S]):
                 raise UpdateTypeError(
                     f"the fork update {update!r} (type {type(update).__qualname__}) of thread "
                     f"{new_thread_id!r}, forked from thread {thread_id!r} at step {step}, is not "
-                    f"of the update type {_type_name(info.update_type)} of "
+                    f"of the update type {type_name(info.update_type)} of "
                     f"{this.schema.__qualname__}; nothing was stored: fork with an update of "
                     "that type, or none",
                     thread_id=new_thread_id,

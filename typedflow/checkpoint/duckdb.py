@@ -1181,23 +1181,23 @@ class DuckDBCheckpointer(HistoryCheckpointer[S]):
     def _not_found(self, thread_id: str) -> ThreadNotFoundError:
         """(Holding the lock.) The error for a thread this table does not hold, naming the
         schema and table that do, if another one does (looked up only on this error path)."""
-        row = None
-        if _is_text(thread_id):
-            row = self._con.execute(
-                f"SELECT schema_name, table_name FROM {THREADS} "
-                "WHERE thread_id = ? AND table_name <> ?",
-                [thread_id, self._table],
-            ).fetchone()
-        stored_by = None if row is None else f"schema {row[0]!r}, table {row[1]!r}"
+        owner = self._owner(thread_id) if _is_text(thread_id) else None
+        stored_by = None if owner is None else f"schema {owner[0]!r}, table {owner[1]!r}"
         return ThreadNotFoundError(thread_id, stored_by=stored_by)
 
     def _other_schema(self, thread_id: str) -> str | None:
         """The schema that uses ``thread_id`` in this database, if not this one."""
+        owner = self._owner(thread_id)
+        return None if owner is None else owner[0]
+
+    def _owner(self, thread_id: str) -> tuple[str, str] | None:
+        """The schema and table that store ``thread_id`` in this database, if not this table."""
         row = self._con.execute(
-            f"SELECT schema_name FROM {THREADS} WHERE thread_id = ? AND table_name <> ?",
+            f"SELECT schema_name, table_name FROM {THREADS} "
+            "WHERE thread_id = ? AND table_name <> ?",
             [thread_id, self._table],
         ).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def _commit_group(self, batch: list[_Ticket]) -> None:
         # The group holds self._lock.
